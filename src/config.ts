@@ -1,0 +1,85 @@
+import { z } from 'zod';
+
+const DEV_JWT_SECRET = 'dev-only-secret-change-me-0123456789abcdef';
+
+const intFrom = (min: number, max: number, fallback: number) =>
+  z.coerce.number().int().min(min).max(max).default(fallback);
+
+const schema = z
+  .object({
+    NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+    PORT: intFrom(0, 65535, 4000),
+    HOST: z.string().min(1).default('127.0.0.1'),
+    DATABASE_URL: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// URL')
+      .default('postgresql://postgres:postgres@127.0.0.1:5432/coupons'),
+    REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').default('redis://127.0.0.1:6379'),
+    REDIS_KEY_PREFIX: z.string().max(100).default('coupon:'),
+    JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+    ROLE: z.enum(['api', 'consumer', 'all']).default('all'),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    MIGRATE: z.enum(['true', 'false']).default('true'),
+    CONSUMER_BATCH_SIZE: intFrom(1, 5000, 500),
+    CONSUMER_BLOCK_MS: intFrom(10, 60_000, 1000),
+    CONSUMER_CLAIM_IDLE_MS: intFrom(1000, 3_600_000, 30_000),
+    CONSUMER_MAX_BACKOFF_MS: intFrom(10, 600_000, 5000),
+    STATUS_TTL_SECONDS: intFrom(3600, 90 * 86400, 7 * 86400),
+    SHUTDOWN_TIMEOUT_MS: intFrom(100, 60_000, 8000),
+  })
+  .superRefine((env, ctx) => {
+    if (env.NODE_ENV === 'production' && !env.JWT_SECRET) {
+      ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'is required when NODE_ENV=production' });
+    }
+  });
+
+export interface Config {
+  nodeEnv: 'development' | 'production' | 'test';
+  port: number;
+  host: string;
+  databaseUrl: string;
+  redisUrl: string;
+  redisKeyPrefix: string;
+  jwtSecret: string;
+  jwtSecretIsDefault: boolean;
+  role: 'api' | 'consumer' | 'all';
+  logLevel: string;
+  migrate: boolean;
+  consumer: { batchSize: number; blockMs: number; claimIdleMs: number; maxBackoffMs: number };
+  statusTtlSeconds: number;
+  shutdownTimeoutMs: number;
+}
+
+export class ConfigError extends Error {}
+
+/** The only reader of process.env. Throws a ConfigError whose message is one line naming the variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = issue?.path.join('.') ?? 'environment';
+    throw new ConfigError(`Invalid configuration: ${name} ${issue?.message ?? 'is invalid'}`);
+  }
+  const e = parsed.data;
+  return {
+    nodeEnv: e.NODE_ENV,
+    port: e.PORT,
+    host: e.HOST,
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    redisKeyPrefix: e.REDIS_KEY_PREFIX,
+    jwtSecret: e.JWT_SECRET ?? DEV_JWT_SECRET,
+    jwtSecretIsDefault: e.JWT_SECRET === undefined,
+    role: e.ROLE,
+    logLevel: e.LOG_LEVEL,
+    migrate: e.MIGRATE === 'true',
+    consumer: {
+      batchSize: e.CONSUMER_BATCH_SIZE,
+      blockMs: e.CONSUMER_BLOCK_MS,
+      claimIdleMs: e.CONSUMER_CLAIM_IDLE_MS,
+      maxBackoffMs: e.CONSUMER_MAX_BACKOFF_MS,
+    },
+    statusTtlSeconds: e.STATUS_TTL_SECONDS,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+  };
+}

@@ -1,0 +1,93 @@
+import type { Prisma } from '../generated/prisma/client';
+import type { PromotionRepository, PromotionWindowFilter } from '../domain/ports';
+import type { PromotionRecord } from '../domain/types';
+import type { Db } from './client';
+
+type Row = Prisma.PromotionGetPayload<object>;
+
+const toRecord = (row: Row): PromotionRecord => ({
+  id: row.id,
+  name: row.name,
+  totalStock: row.totalStock,
+  perUserLimit: row.perUserLimit,
+  startsAt: row.startsAt,
+  endsAt: row.endsAt,
+  endedAt: row.endedAt,
+  createdAt: row.createdAt,
+});
+
+function windowWhere(window: PromotionWindowFilter | undefined, now: Date): Prisma.PromotionWhereInput {
+  switch (window) {
+    case 'SCHEDULED':
+      return { endedAt: null, startsAt: { gt: now }, endsAt: { gt: now } };
+    case 'OPEN':
+      return { endedAt: null, startsAt: { lte: now }, endsAt: { gt: now } };
+    case 'ENDED':
+      return { OR: [{ endedAt: { not: null } }, { endsAt: { lte: now } }] };
+    default:
+      return {};
+  }
+}
+
+export class PrismaPromotionRepository implements PromotionRepository {
+  constructor(private readonly db: Db) {}
+
+  async create(p: PromotionRecord): Promise<void> {
+    await this.db.promotion.create({ data: { ...p } });
+  }
+
+  async findById(id: string): Promise<PromotionRecord | null> {
+    const row = await this.db.promotion.findUnique({ where: { id } });
+    return row ? toRecord(row) : null;
+  }
+
+  async list(options: { window?: PromotionWindowFilter; now: Date; limit: number; before?: Date }): Promise<PromotionRecord[]> {
+    const where = windowWhere(options.window, options.now);
+    const rows = await this.db.promotion.findMany({
+      where: options.before ? { AND: [where, { createdAt: { lt: options.before } }] } : where,
+      orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+      take: options.limit,
+    });
+    return rows.map(toRecord);
+  }
+
+  async listUnended(now: Date): Promise<PromotionRecord[]> {
+    const rows = await this.db.promotion.findMany({ where: { endedAt: null, endsAt: { gt: now } } });
+    return rows.map(toRecord);
+  }
+
+  async addStock(id: string, amount: number): Promise<PromotionRecord | null> {
+    const rows = await this.db.promotion.updateManyAndReturn({
+      where: { id },
+      data: { totalStock: { increment: amount } },
+    });
+    return rows[0] ? toRecord(rows[0]) : null;
+  }
+
+  async end(id: string, at: Date): Promise<PromotionRecord | null> {
+    // Keeps the first end time when ended twice.
+    await this.db.promotion.updateMany({ where: { id, endedAt: null }, data: { endedAt: at } });
+    return this.findById(id);
+  }
+
+  async issuedCounts(ids: string[]): Promise<Map<string, number>> {
+    const counts = new Map<string, number>(ids.map((id) => [id, 0]));
+    if (ids.length === 0) return counts;
+    const groups = await this.db.coupon.groupBy({
+      by: ['promotionId'],
+      where: { promotionId: { in: ids } },
+      _count: { _all: true },
+    });
+    for (const g of groups) counts.set(g.promotionId, g._count._all);
+    return counts;
+  }
+
+  async couponsPerUser(promotionId: string): Promise<Map<string, number>> {
+    const groups = await this.db.coupon.groupBy({
+      by: ['userId'],
+      where: { promotionId },
+      _count: { _all: true },
+    });
+    return new Map(groups.map((g) => [g.userId, g._count._all]));
+  }
+}

@@ -1,0 +1,50 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { InputError } from './errors';
+
+/**
+ * Identifiers and their formats.
+ * A requestId carries its promotion id (`<promotionId>.<random>`), so any instance can find the
+ * promotion's Redis keys (one hash-tagged slot) from the requestId alone.
+ */
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const REQUEST_SUFFIX = /^[0-9a-f]{32}$/;
+const USER_ID = /^[A-Za-z0-9_\-.:@]{1,64}$/;
+
+// 32 symbols, no 0/O and no 1/I: safe to read aloud or type from a screen.
+const CODE_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789';
+export const COUPON_CODE_LENGTH = 16;
+
+export const newPromotionId = (): string => randomUUID();
+export const newCouponId = (): string => randomUUID();
+export const newRequestId = (promotionId: string): string =>
+  `${promotionId}.${randomUUID().replace(/-/g, '')}`;
+
+export function isPromotionId(value: string): boolean {
+  return UUID.test(value);
+}
+
+export function isUserId(value: string): boolean {
+  return USER_ID.test(value);
+}
+
+/** The promotion a requestId belongs to, or null when the id is not one this service made. */
+export function promotionIdOfRequest(requestId: string): string | null {
+  const dot = requestId.indexOf('.');
+  if (dot < 0) return null;
+  const promotionId = requestId.slice(0, dot);
+  return isPromotionId(promotionId) && REQUEST_SUFFIX.test(requestId.slice(dot + 1)) ? promotionId : null;
+}
+
+export function assertPromotionId(value: string, field = 'promotionId'): string {
+  if (!isPromotionId(value)) throw new InputError(field, 'must be a promotion id (lowercase UUID)');
+  return value;
+}
+
+/** 16 symbols of 32 = 80 random bits; the unique index in PostgreSQL backs it. */
+export function newCouponCode(): string {
+  const bytes = randomBytes(COUPON_CODE_LENGTH);
+  let code = '';
+  for (const byte of bytes) code += CODE_ALPHABET[byte & 31];
+  return code;
+}

@@ -1,0 +1,147 @@
+import { canSee, requireUser } from './access';
+import { NotFoundError } from './errors';
+import { isPromotionId, newRequestId, promotionIdOfRequest } from './identifiers';
+import type { CouponRepository, IssuanceEvents, IssuanceFeed, ReservationStore } from './ports';
+import { validateIdempotencyKey } from './promotion-rules';
+import type { Caller, Coupon, Issuance, IssueResult } from './types';
+
+export const MY_COUPONS_LIMIT = 1000;
+
+const isFinal = (issuance: Issuance): boolean => issuance.status !== 'QUEUED';
+
+const issuedFrom = (coupon: Coupon): Issuance => ({
+  requestId: coupon.requestId,
+  promotionId: coupon.promotionId,
+  userId: coupon.userId,
+  status: 'ISSUED',
+  requestedAt: coupon.requestedAt,
+  coupon,
+  failureReason: null,
+});
+
+/** The issuance story: reserve in Redis, answer at once; the consumer confirms; the client watches. */
+export class IssuanceService {
+  constructor(
+    private readonly reservations: ReservationStore,
+    private readonly coupons: CouponRepository,
+    private readonly events: IssuanceEvents,
+  ) {}
+
+  /** The hot path of a flash sale: one Redis round trip, no database. */
+  async issue(caller: Caller | null, promotionId: string, idempotencyKey?: string | null): Promise<IssueResult> {
+    const user = requireUser(caller);
+    const key = validateIdempotencyKey(idempotencyKey);
+    if (!isPromotionId(promotionId)) {
+      return { outcome: 'NOT_FOUND', requestId: null, position: null, remainingStock: 0 };
+    }
+    return this.reservations.reserve({
+      promotionId,
+      userId: user.userId,
+      requestId: newRequestId(promotionId),
+      idempotencyKey: key,
+    });
+  }
+
+  /** The caller's own request (admins: any); null when unknown or not theirs. */
+  async issuance(caller: Caller | null, requestId: string): Promise<Issuance | null> {
+    const user = requireUser(caller);
+    const found = await this.lookup(requestId);
+    return found && canSee(user, found.userId) ? found : null;
+  }
+
+  async myCoupons(caller: Caller | null, promotionId?: string | null): Promise<Coupon[]> {
+    const user = requireUser(caller);
+    if (promotionId != null && !isPromotionId(promotionId)) return [];
+    return this.coupons.listByUser(user.userId, promotionId ?? null, MY_COUPONS_LIMIT);
+  }
+
+  /**
+   * Final states of the caller's requests as they happen. With a requestId: the one request, replayed at once
+   * if already final, then the stream completes. The feed listens before the status is read, so a
+   * confirmation that lands in between is never missed.
+   */
+  async watch(caller: Caller | null, filter: { requestId?: string | null; promotionId?: string | null }): Promise<AsyncIterable<Issuance>> {
+    const user = requireUser(caller);
+    const { requestId, promotionId } = filter;
+    if (requestId == null) {
+      const feed = await this.events.watchUser(user.userId);
+      return promotionId == null ? feed : closing(feed, filtered(feed, (i) => i.promotionId === promotionId));
+    }
+
+    const requestPromotion = promotionIdOfRequest(requestId);
+    if (!requestPromotion || (promotionId != null && promotionId !== requestPromotion)) {
+      throw new NotFoundError('Request');
+    }
+    // Admins may watch anyone's request: find the owner first to listen on the right channel.
+    const ownerId = user.isAdmin ? (await this.lookup(requestId))?.userId : user.userId;
+    if (!ownerId) throw new NotFoundError('Request');
+    const feed = await this.events.watchUser(ownerId);
+    let current: Issuance | null;
+    try {
+      current = await this.lookup(requestId);
+    } catch (error) {
+      feed.close();
+      throw error;
+    }
+    if (!current || !canSee(user, current.userId)) {
+      feed.close();
+      throw new NotFoundError('Request');
+    }
+    return closing(feed, untilFinal(feed, current, requestId));
+  }
+
+  /** Redis holds the live status; PostgreSQL answers once that status has expired. */
+  private async lookup(requestId: string): Promise<Issuance | null> {
+    if (!promotionIdOfRequest(requestId)) return null;
+    const live = await this.reservations.issuance(requestId);
+    if (live) return live;
+    const coupon = await this.coupons.findByRequestId(requestId);
+    return coupon ? issuedFrom(coupon) : null;
+  }
+}
+
+async function* filtered(feed: IssuanceFeed, keep: (issuance: Issuance) => boolean): AsyncGenerator<Issuance> {
+  try {
+    for await (const issuance of feed) if (keep(issuance)) yield issuance;
+  } finally {
+    feed.close();
+  }
+}
+
+async function* untilFinal(feed: IssuanceFeed, current: Issuance, requestId: string): AsyncGenerator<Issuance> {
+  try {
+    if (isFinal(current)) {
+      yield current;
+      return;
+    }
+    for await (const issuance of feed) {
+      if (issuance.requestId === requestId && isFinal(issuance)) {
+        yield issuance;
+        return;
+      }
+    }
+  } finally {
+    feed.close();
+  }
+}
+
+/**
+ * A generator that was never started ignores return(), and one parked on the feed only sees it once the feed
+ * yields: closing the feed first makes an unsubscribe release the channel at once, whatever the state.
+ */
+function closing<T>(feed: IssuanceFeed, generator: AsyncGenerator<T>): AsyncIterableIterator<T> {
+  return {
+    next: () => generator.next(),
+    return: async (value?: unknown) => {
+      feed.close();
+      return generator.return(value as T);
+    },
+    throw: async (error?: unknown) => {
+      feed.close();
+      return generator.throw(error);
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
+}

@@ -1,0 +1,67 @@
+import type { Coupon, Issuance, IssueResult, PromotionRecord, QueuedRequest } from './types';
+
+/** What the use cases need from storage. Implemented in db/ (PostgreSQL) and redis/. */
+
+export type PromotionWindowFilter = 'SCHEDULED' | 'OPEN' | 'ENDED';
+
+export interface PromotionRepository {
+  create(promotion: PromotionRecord): Promise<void>;
+  findById(id: string): Promise<PromotionRecord | null>;
+  /** Newest first; `window` narrows by time window and early end. */
+  list(options: { window?: PromotionWindowFilter; now: Date; limit: number; before?: Date }): Promise<PromotionRecord[]>;
+  /** All promotions that have not ended, for rebuilding Redis. */
+  listUnended(now: Date): Promise<PromotionRecord[]>;
+  addStock(id: string, amount: number): Promise<PromotionRecord | null>;
+  end(id: string, at: Date): Promise<PromotionRecord | null>;
+  issuedCounts(ids: string[]): Promise<Map<string, number>>;
+  /** Coupons held per user in one promotion, for rebuilding Redis. */
+  couponsPerUser(promotionId: string): Promise<Map<string, number>>;
+}
+
+export interface CouponRepository {
+  findByRequestId(requestId: string): Promise<Coupon | null>;
+  listByUser(userId: string, promotionId: string | null, limit: number): Promise<Coupon[]>;
+  /**
+   * Stores one coupon per request, in one statement; harmless when repeated (unique requestId).
+   * Returns the stored coupon of every request, the ones stored earlier included.
+   */
+  persistBatch(requests: QueuedRequest[]): Promise<Coupon[]>;
+}
+
+export interface ReserveArgs {
+  promotionId: string;
+  userId: string;
+  requestId: string;
+  idempotencyKey: string | null;
+}
+
+export interface PromotionCounters {
+  remainingStock: number;
+  totalStock: number;
+}
+
+export interface ReservationStore {
+  /** The one atomic step that decides an issueCoupon outcome. */
+  reserve(args: ReserveArgs): Promise<IssueResult>;
+  /** Creates the promotion's Redis state where missing; true when it had to be (re)built. */
+  setupPromotion(promotion: PromotionRecord, issuedCount: number, couponsPerUser?: Map<string, number>): Promise<boolean>;
+  hasPromotion(promotionId: string): Promise<boolean>;
+  addStock(promotionId: string, amount: number): Promise<PromotionCounters | null>;
+  endPromotion(promotionId: string, at: Date): Promise<boolean>;
+  remainingStock(promotionIds: string[]): Promise<Map<string, number>>;
+  issuance(requestId: string): Promise<Issuance | null>;
+}
+
+/** A live feed of one user's final issuance states. */
+export interface IssuanceFeed extends AsyncIterable<Issuance> {
+  close(): void;
+}
+
+export interface IssuanceEvents {
+  /** Resolves once the feed is listening, so nothing published afterwards is missed. */
+  watchUser(userId: string): Promise<IssuanceFeed>;
+}
+
+export interface Clock {
+  now(): Date;
+}

@@ -1,0 +1,69 @@
+import { InputError } from './errors';
+import type { PromotionRecord, PromotionStatus } from './types';
+
+export const LIMITS = {
+  nameMaxLength: 200,
+  totalStockMax: 10_000_000,
+  perUserLimitMax: 100,
+  addStockMax: 1_000_000,
+  listMax: 100,
+  idempotencyKeyMaxLength: 64,
+} as const;
+
+export interface NewPromotion {
+  name: string;
+  totalStock: number;
+  perUserLimit: number;
+  startsAt: Date;
+  endsAt: Date;
+}
+
+function intInRange(field: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new InputError(field, `must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+export function validateNewPromotion(
+  input: { name: string; totalStock: number; perUserLimit?: number | null; startsAt?: Date | null; endsAt: Date },
+  now: Date,
+): NewPromotion {
+  const name = input.name.trim();
+  if (name.length < 1 || name.length > LIMITS.nameMaxLength) {
+    throw new InputError('input.name', `must be 1 to ${LIMITS.nameMaxLength} characters`);
+  }
+  const startsAt = input.startsAt ?? now;
+  if (input.endsAt.getTime() <= startsAt.getTime()) throw new InputError('input.endsAt', 'must be after startsAt');
+  return {
+    name,
+    totalStock: intInRange('input.totalStock', input.totalStock, 1, LIMITS.totalStockMax),
+    perUserLimit: intInRange('input.perUserLimit', input.perUserLimit ?? 1, 1, LIMITS.perUserLimitMax),
+    startsAt,
+    endsAt: input.endsAt,
+  };
+}
+
+export function validateStockAmount(amount: number): number {
+  return intInRange('amount', amount, 1, LIMITS.addStockMax);
+}
+
+export function validateListSize(first: number): number {
+  return intInRange('first', first, 1, LIMITS.listMax);
+}
+
+export function validateIdempotencyKey(key: string | null | undefined): string | null {
+  if (key === null || key === undefined) return null;
+  if (key.length < 1 || key.length > LIMITS.idempotencyKeyMaxLength) {
+    throw new InputError('idempotencyKey', `must be 1 to ${LIMITS.idempotencyKeyMaxLength} characters`);
+  }
+  return key;
+}
+
+/** The status a client sees. An early end (endPromotion) and the natural end both read as ENDED. */
+export function promotionStatus(promotion: PromotionRecord, remainingStock: number, now: Date): PromotionStatus {
+  const t = now.getTime();
+  if (promotion.endedAt !== null || t >= promotion.endsAt.getTime()) return 'ENDED';
+  if (t < promotion.startsAt.getTime()) return 'SCHEDULED';
+  return remainingStock > 0 ? 'ACTIVE' : 'SOLD_OUT';
+}

@@ -1,0 +1,32 @@
+import { Redis } from 'ioredis';
+import { defineScripts, type ScriptedRedis } from './scripts';
+
+/**
+ * Builds an ioredis client with the project's scripts defined. Nothing connects at import time.
+ * Commands queue while connecting; a request then fails fast rather than waiting forever.
+ */
+export function createRedis(url: string, connectionName: string): ScriptedRedis {
+  const redis = new Redis(url, {
+    connectionName,
+    maxRetriesPerRequest: 3,
+    enableAutoPipelining: false,
+    lazyConnect: true,
+  });
+  return defineScripts(redis);
+}
+
+/** For blocking reads and SUBSCRIBE: they need a connection of their own and must never time out a command. */
+export function createDedicatedRedis(url: string, connectionName: string): ScriptedRedis {
+  const redis = new Redis(url, { connectionName, maxRetriesPerRequest: null, lazyConnect: true });
+  return defineScripts(redis);
+}
+
+export async function connectRedis(redis: Redis): Promise<void> {
+  if (redis.status === 'wait') await redis.connect();
+  if (redis.status !== 'ready') {
+    await new Promise<void>((resolve, reject) => {
+      redis.once('ready', () => resolve());
+      redis.once('end', () => reject(new Error('Redis connection ended before it was ready')));
+    });
+  }
+}

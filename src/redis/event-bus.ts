@@ -1,0 +1,101 @@
+import type { Redis } from 'ioredis';
+import type { IssuanceEvents, IssuanceFeed } from '../domain/ports';
+import type { Issuance } from '../domain/types';
+import { decodeIssuance } from './issuance-codec';
+import type { RedisKeys } from './keys';
+
+type Listener = (issuance: Issuance) => void;
+
+/**
+ * Final issuance states over Redis pub/sub, one channel per user: an instance subscribes only to the
+ * channels of users it serves, so any instance can serve any client, and no event is filtered per subscriber.
+ * One subscriber connection per process, with channels reference-counted across local feeds.
+ */
+export class RedisIssuanceEvents implements IssuanceEvents {
+  private readonly listeners = new Map<string, Set<Listener>>();
+  private readonly pending = new Map<string, Promise<unknown>>();
+
+  constructor(
+    private readonly subscriber: Redis,
+    private readonly keys: RedisKeys,
+  ) {
+    subscriber.on('message', (channel: string, message: string) => this.dispatch(channel, message));
+  }
+
+  private dispatch(channel: string, message: string): void {
+    const listeners = this.listeners.get(channel);
+    if (!listeners) return;
+    let issuance: Issuance | null;
+    try {
+      issuance = decodeIssuance(JSON.parse(message) as Record<string, string | number>);
+    } catch {
+      return; // not ours: a message that is not JSON cannot be an issuance
+    }
+    if (!issuance) return;
+    for (const listener of listeners) listener(issuance);
+  }
+
+  async watchUser(userId: string): Promise<IssuanceFeed> {
+    const channel = this.keys.userChannel(userId);
+    const queue: Issuance[] = [];
+    let wake: (() => void) | null = null;
+    let closed = false;
+    const listener: Listener = (issuance) => {
+      queue.push(issuance);
+      wake?.();
+    };
+
+    let set = this.listeners.get(channel);
+    if (!set) {
+      set = new Set();
+      this.listeners.set(channel, set);
+    }
+    set.add(listener);
+    if (set.size === 1) {
+      const subscribing = this.subscriber.subscribe(channel);
+      this.pending.set(channel, subscribing);
+      subscribing.finally(() => this.pending.delete(channel)).catch(() => undefined);
+    }
+    try {
+      await this.pending.get(channel);
+    } catch (error) {
+      this.release(channel, listener);
+      throw error;
+    }
+
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      this.release(channel, listener);
+      wake?.();
+    };
+
+    return {
+      close,
+      [Symbol.asyncIterator]: () => ({
+        next: async (): Promise<IteratorResult<Issuance>> => {
+          while (!closed && queue.length === 0) {
+            await new Promise<void>((resolve) => (wake = resolve));
+            wake = null;
+          }
+          const value = queue.shift();
+          return value ? { value, done: false } : { value: undefined, done: true };
+        },
+        return: async (): Promise<IteratorResult<Issuance>> => {
+          close();
+          return { value: undefined, done: true };
+        },
+      }),
+    };
+  }
+
+  private release(channel: string, listener: Listener): void {
+    const set = this.listeners.get(channel);
+    if (!set) return;
+    set.delete(listener);
+    if (set.size === 0) {
+      this.listeners.delete(channel);
+      this.subscriber.unsubscribe(channel).catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * Every Redis key and channel name, built in one place from REDIS_KEY_PREFIX.
+ * All keys of a promotion share the hash tag {p:<promotionId>}, so each script touches one cluster slot.
+ */
+
+export const CONSUMER_GROUP = 'coupon-writers';
+
+export interface PromotionKeys {
+  /** hash: totalStock, perUserLimit, startsAt, endsAt (epoch ms), endedAt (epoch ms, when ended early) */
+  meta: string;
+  /** string: stock not yet reserved */
+  stock: string;
+  /** string: reservations made so far (a request's position) */
+  seq: string;
+  /** stream: queued requests, read by the consumer group */
+  stream: string;
+  /** stream: requests that could never be stored */
+  deadLetter: string;
+}
+
+export class RedisKeys {
+  constructor(readonly prefix: string) {}
+
+  private tag(promotionId: string): string {
+    return `${this.prefix}{p:${promotionId}}`;
+  }
+
+  promotion(promotionId: string): PromotionKeys {
+    const tag = this.tag(promotionId);
+    return {
+      meta: `${tag}:meta`,
+      stock: `${tag}:stock`,
+      seq: `${tag}:seq`,
+      stream: `${tag}:stream`,
+      deadLetter: `${tag}:dead`,
+    };
+  }
+
+  /** hash: n (reservations held by the user), last (the user's latest requestId) */
+  user(promotionId: string, userId: string): string {
+    return `${this.tag(promotionId)}:user:${userId}`;
+  }
+
+  /** string: "<requestId> <position>" of the first QUEUED call with this key; expires after 24 h */
+  idempotency(promotionId: string, userId: string, idempotencyKey: string): string {
+    return `${this.tag(promotionId)}:idem:${userId}:${idempotencyKey}`;
+  }
+
+  /** hash: the issuance status of one request (s, u, t, and c/k/i once issued, f once failed) */
+  status(promotionId: string, requestId: string): string {
+    return `${this.tag(promotionId)}:req:${requestId}`;
+  }
+
+  /** set: promotions whose streams the consumers read */
+  activePromotions(): string {
+    return `${this.prefix}promotions`;
+  }
+
+  /** pub/sub channel: final states of one user's requests */
+  userChannel(userId: string): string {
+    return `${this.prefix}events:user:${userId}`;
+  }
+
+  /** The promotion id in a stream key made by promotion(). */
+  promotionIdOfStream(streamKey: string): string {
+    const start = streamKey.indexOf('{p:') + 3;
+    return streamKey.slice(start, streamKey.indexOf('}', start));
+  }
+}

@@ -1,0 +1,85 @@
+--[[
+  issue: reserve one coupon of a promotion for a user, atomically, and queue the request.
+
+  Checks, in order: idempotent replay, promotion exists, window (Redis TIME), the user's count
+  against perUserLimit, stock. On success: DECR stock, INCR the reservation sequence, count the user,
+  record the idempotency key, record status QUEUED, XADD the request to the promotion's stream.
+
+  KEYS[1] meta hash        (totalStock, perUserLimit, startsAt, endsAt, endedAt?)
+  KEYS[2] stock            (remaining, integer)
+  KEYS[3] seq              (reservations made so far)
+  KEYS[4] user hash        (n = reservations held, last = latest requestId)
+  KEYS[5] idempotency key  (only read or written when ARGV[4] is not empty)
+  KEYS[6] status hash of the new request
+  KEYS[7] stream
+
+  ARGV[1] userId
+  ARGV[2] requestId        (made by the caller; used only when the outcome is QUEUED)
+  ARGV[3] promotionId
+  ARGV[4] idempotency key  ("" when none)
+  ARGV[5] idempotency TTL, ms
+  ARGV[6] status TTL, ms
+  ARGV[7] how long the user hash outlives the promotion's end, ms
+
+  Returns { code, requestId, position, remainingStock }:
+    1 QUEUED, 2 QUEUED (replay of an idempotency key: the first call's requestId and position),
+   -1 NOT_FOUND, -2 NOT_STARTED, -3 ENDED, -4 ALREADY_REQUESTED (requestId = the user's latest), -5 SOLD_OUT.
+  requestId is "" and position 0 when they do not apply.
+]]
+
+local userId, requestId, promotionId, idemKey = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+
+local function remaining()
+  return tonumber(redis.call('GET', KEYS[2]) or '0')
+end
+
+if idemKey ~= '' then
+  local first = redis.call('GET', KEYS[5])
+  if first then
+    local sep = string.find(first, ' ', 1, true)
+    return { 2, string.sub(first, 1, sep - 1), tonumber(string.sub(first, sep + 1)), remaining() }
+  end
+end
+
+local meta = redis.call('HMGET', KEYS[1], 'perUserLimit', 'startsAt', 'endsAt', 'endedAt')
+if not meta[1] then
+  return { -1, '', 0, 0 }
+end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local nowMs = string.format('%d', now)
+local endsAt = tonumber(meta[3])
+if meta[4] or now >= endsAt then
+  return { -3, '', 0, remaining() }
+end
+if now < tonumber(meta[2]) then
+  return { -2, '', 0, remaining() }
+end
+
+local held = tonumber(redis.call('HGET', KEYS[4], 'n') or '0')
+if held >= tonumber(meta[1]) then
+  return { -4, redis.call('HGET', KEYS[4], 'last') or '', 0, remaining() }
+end
+
+local stock = remaining()
+if stock <= 0 then
+  return { -5, '', 0, 0 }
+end
+
+stock = redis.call('DECR', KEYS[2])
+local position = redis.call('INCR', KEYS[3])
+
+redis.call('HSET', KEYS[4], 'n', held + 1, 'last', requestId)
+redis.call('PEXPIREAT', KEYS[4], string.format('%d', endsAt + tonumber(ARGV[7])))
+
+if idemKey ~= '' then
+  redis.call('SET', KEYS[5], requestId .. ' ' .. position, 'PX', ARGV[5])
+end
+
+redis.call('HSET', KEYS[6], 's', 'QUEUED', 'u', userId, 't', nowMs)
+redis.call('PEXPIRE', KEYS[6], ARGV[6])
+
+redis.call('XADD', KEYS[7], '*', 'r', requestId, 'u', userId, 'p', promotionId, 't', nowMs)
+
+return { 1, requestId, position, stock }

@@ -1,0 +1,37 @@
+--[[
+  setup-promotion: create or rebuild a promotion's Redis state, and its consumer group.
+  Only writes what is missing, so it can run on every start without touching live counters.
+
+  KEYS[1] meta hash
+  KEYS[2] stock
+  KEYS[3] seq
+  KEYS[4] stream
+
+  ARGV[1] totalStock
+  ARGV[2] perUserLimit
+  ARGV[3] startsAt (ms)
+  ARGV[4] endsAt (ms)
+  ARGV[5] endedAt (ms, "" when not ended)
+  ARGV[6] remaining stock to set when the stock key is missing
+  ARGV[7] reservations so far, to set when the seq key is missing
+  ARGV[8] consumer group
+
+  Returns 1 when the meta hash was (re)created, 0 when it was already there.
+]]
+
+local created = 0
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'totalStock', ARGV[1], 'perUserLimit', ARGV[2],
+    'startsAt', ARGV[3], 'endsAt', ARGV[4])
+  if ARGV[5] ~= '' then
+    redis.call('HSET', KEYS[1], 'endedAt', ARGV[5])
+  end
+  created = 1
+end
+redis.call('SET', KEYS[2], ARGV[6], 'NX')
+redis.call('SET', KEYS[3], ARGV[7], 'NX')
+local ok, err = pcall(redis.call, 'XGROUP', 'CREATE', KEYS[4], ARGV[8], '0', 'MKSTREAM')
+if not ok and not string.find(tostring(err), 'BUSYGROUP', 1, true) then
+  return redis.error_reply(tostring(err))
+end
+return created
