@@ -7,7 +7,7 @@ const intFrom = (min: number, max: number, fallback: number) =>
 
 const schema = z
   .object({
-    NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+    NODE_ENV: z.string().optional(),
     PORT: intFrom(0, 65535, 4000),
     HOST: z.string().min(1).default('127.0.0.1'),
     DATABASE_URL: z
@@ -34,7 +34,8 @@ const schema = z
   });
 
 export interface Config {
-  nodeEnv: 'development' | 'production' | 'test';
+  /** Only NODE_ENV=development shows stack traces and internal messages to clients. */
+  development: boolean;
   port: number;
   host: string;
   databaseUrl: string;
@@ -62,7 +63,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const e = parsed.data;
   return {
-    nodeEnv: e.NODE_ENV,
+    development: e.NODE_ENV === 'development',
     port: e.PORT,
     host: e.HOST,
     databaseUrl: e.DATABASE_URL,

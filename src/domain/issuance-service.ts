@@ -3,7 +3,7 @@ import { NotFoundError } from './errors';
 import { isPromotionId, newRequestId, promotionIdOfRequest } from './identifiers';
 import type { CouponRepository, IssuanceEvents, IssuanceFeed, ReservationStore } from './ports';
 import { validateIdempotencyKey } from './promotion-rules';
-import type { Caller, Coupon, Issuance, IssueResult } from './types';
+import type { Caller, Coupon, Issuance, IssueOutcome, IssueResult } from './types';
 
 export const MY_COUPONS_LIMIT = 1000;
 
@@ -25,21 +25,23 @@ export class IssuanceService {
     private readonly reservations: ReservationStore,
     private readonly coupons: CouponRepository,
     private readonly events: IssuanceEvents,
+    private readonly onOutcome: (outcome: IssueOutcome) => void = () => undefined,
   ) {}
 
   /** The hot path of a flash sale: one Redis round trip, no database. */
   async issue(caller: Caller | null, promotionId: string, idempotencyKey?: string | null): Promise<IssueResult> {
     const user = requireUser(caller);
     const key = validateIdempotencyKey(idempotencyKey);
-    if (!isPromotionId(promotionId)) {
-      return { outcome: 'NOT_FOUND', requestId: null, position: null, remainingStock: 0 };
-    }
-    return this.reservations.reserve({
-      promotionId,
-      userId: user.userId,
-      requestId: newRequestId(promotionId),
-      idempotencyKey: key,
-    });
+    const result = isPromotionId(promotionId)
+      ? await this.reservations.reserve({
+          promotionId,
+          userId: user.userId,
+          requestId: newRequestId(promotionId),
+          idempotencyKey: key,
+        })
+      : ({ outcome: 'NOT_FOUND', requestId: null, position: null, remainingStock: 0 } as const);
+    this.onOutcome(result.outcome);
+    return result;
   }
 
   /** The caller's own request (admins: any); null when unknown or not theirs. */

@@ -1,0 +1,46 @@
+import {
+  GraphQLError,
+  Kind,
+  type DocumentNode,
+  type FragmentDefinitionNode,
+  type OperationDefinitionNode,
+  type SelectionSetNode,
+} from 'graphql';
+
+export const COMPLEXITY_LIMITS = { maxDepth: 8, maxFields: 300 } as const;
+
+/**
+ * Bounds the work a single operation can ask for: selection depth and the number of fields selected,
+ * fragments expanded. Introspection (__schema, __type) is exempt so GraphiQL and codegen keep working.
+ */
+export function assertOperationComplexity(document: DocumentNode, operation: OperationDefinitionNode): void {
+  const fragments = new Map<string, FragmentDefinitionNode>();
+  for (const def of document.definitions) if (def.kind === Kind.FRAGMENT_DEFINITION) fragments.set(def.name.value, def);
+
+  let fields = 0;
+  let deepest = 0;
+  const visit = (set: SelectionSetNode, depth: number, seen: Set<string>): void => {
+    deepest = Math.max(deepest, depth);
+    for (const selection of set.selections) {
+      if (selection.kind === Kind.FIELD) {
+        if (depth === 1 && selection.name.value.startsWith('__') && selection.name.value !== '__typename') continue;
+        fields++;
+        if (selection.selectionSet) visit(selection.selectionSet, depth + 1, seen);
+      } else if (selection.kind === Kind.INLINE_FRAGMENT) {
+        visit(selection.selectionSet, depth, seen);
+      } else {
+        const fragment = fragments.get(selection.name.value);
+        if (fragment && !seen.has(fragment.name.value)) {
+          visit(fragment.selectionSet, depth, new Set(seen).add(fragment.name.value));
+        }
+      }
+      if (fields > COMPLEXITY_LIMITS.maxFields || deepest > COMPLEXITY_LIMITS.maxDepth) {
+        throw new GraphQLError(
+          `Query is too complex: at most ${COMPLEXITY_LIMITS.maxDepth} levels and ${COMPLEXITY_LIMITS.maxFields} fields`,
+          { extensions: { code: 'QUERY_TOO_COMPLEX', http: { status: 400 } } },
+        );
+      }
+    }
+  };
+  visit(operation.selectionSet, 1, new Set());
+}

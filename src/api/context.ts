@@ -1,0 +1,11 @@
+import type { IssuanceService } from '../domain/issuance-service';
+import type { Caller } from '../domain/types';
+
+/**
+ * What every operation receives: who is calling, and the one service a subscription's subscribe function
+ * needs (type-graphql calls it without a resolver instance, so it cannot reach the container).
+ */
+export interface GraphQLContext {
+  caller: Caller | null;
+  issuance: IssuanceService;
+}

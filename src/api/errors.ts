@@ -1,0 +1,58 @@
+import { unwrapResolverError } from '@apollo/server/errors';
+import { GraphQLError, type GraphQLFormattedError } from 'graphql';
+import { ForbiddenError, InputError, NotFoundError, UnauthenticatedError } from '../domain/errors';
+
+export const ERROR_CODES = [
+  'UNAUTHENTICATED',
+  'FORBIDDEN',
+  'BAD_USER_INPUT',
+  'NOT_FOUND',
+  'RATE_LIMITED',
+  'GRAPHQL_PARSE_FAILED',
+  'GRAPHQL_VALIDATION_FAILED',
+  'QUERY_TOO_COMPLEX',
+  'INTERNAL_SERVER_ERROR',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+const KNOWN_CODES = new Set<string>(ERROR_CODES);
+const PASSED_THROUGH = new Set<string>([...ERROR_CODES, 'PERSISTED_QUERY_NOT_FOUND', 'OPERATION_RESOLUTION_FAILURE', 'BAD_REQUEST']);
+
+/** The code and safe extensions of a domain error, or null when it is not one. */
+function domainError(error: unknown): { code: ErrorCode; message: string; extra?: Record<string, unknown> } | null {
+  if (error instanceof InputError) return { code: 'BAD_USER_INPUT', message: error.message, extra: { field: error.field } };
+  if (error instanceof NotFoundError) return { code: 'NOT_FOUND', message: error.message };
+  if (error instanceof UnauthenticatedError) return { code: 'UNAUTHENTICATED', message: error.message };
+  if (error instanceof ForbiddenError) return { code: 'FORBIDDEN', message: error.message };
+  return null;
+}
+
+/**
+ * Every error leaves with extensions.code from the contract. Anything unexpected becomes
+ * INTERNAL_SERVER_ERROR with a generic message; stack traces only when NODE_ENV=development.
+ */
+export function createErrorFormatter(options: { development: boolean; onInternal: (error: unknown) => void }) {
+  return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
+    const original = unwrapResolverError(error);
+    const known = domainError(original);
+    if (known) {
+      return { ...formatted, message: known.message, extensions: { code: known.code, ...known.extra } };
+    }
+    const code = formatted.extensions?.code;
+    if (typeof code === 'string' && PASSED_THROUGH.has(code) && code !== 'INTERNAL_SERVER_ERROR') {
+      const { stacktrace, ...extensions } = formatted.extensions ?? {};
+      return { ...formatted, extensions: options.development ? { ...extensions, stacktrace } : extensions };
+    }
+    options.onInternal(original);
+    if (options.development) return { ...formatted, extensions: { ...formatted.extensions, code: 'INTERNAL_SERVER_ERROR' } };
+    return { message: 'Internal server error', locations: formatted.locations, path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
+  };
+}
+
+export function isKnownCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && KNOWN_CODES.has(code);
+}
+
+export function graphQLErrorOf(code: ErrorCode, message: string, extra: Record<string, unknown> = {}): GraphQLError {
+  return new GraphQLError(message, { extensions: { code, ...extra } });
+}

@@ -1,0 +1,134 @@
+import type { Server } from 'node:http';
+import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
+import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { GraphQLError, getOperationAST, parse, validate, type ExecutionArgs, type GraphQLSchema } from 'graphql';
+import { useServer } from 'graphql-ws/use/ws';
+import { WebSocketServer } from 'ws';
+import type { Caller } from '../domain/types';
+import type { Authenticator } from './auth';
+import { assertOperationComplexity } from './complexity';
+import type { GraphQLContext } from './context';
+import { createErrorFormatter } from './errors';
+
+/** Closes the socket when the token it was opened with expires, with the same code as a bad token. */
+const CLOSE_UNAUTHORIZED = 4403;
+
+export interface GraphQLServerOptions {
+  schema: GraphQLSchema;
+  httpServer: Server;
+  authenticator: Authenticator;
+  context: (caller: Caller | null) => GraphQLContext;
+  development: boolean;
+  onInternalError: (error: unknown) => void;
+}
+
+export interface GraphQLServer {
+  apollo: ApolloServer<GraphQLContext>;
+  /** Stops accepting WebSocket connections and closes the open ones (subscriptions complete). */
+  closeWebSockets(): Promise<void>;
+}
+
+const complexityPlugin: ApolloServerPlugin<GraphQLContext> = {
+  async requestDidStart() {
+    return {
+      async didResolveOperation({ document, operation }) {
+        if (operation) assertOperationComplexity(document, operation);
+      },
+    };
+  },
+};
+
+export async function createGraphQLServer(options: GraphQLServerOptions): Promise<GraphQLServer> {
+  const formatError = createErrorFormatter({ development: options.development, onInternal: options.onInternalError });
+  const wsServer = new WebSocketServer({ server: options.httpServer, path: '/graphql' });
+
+  const ws = useServer<Record<string, unknown> | undefined, { caller: Caller | null }>(
+    {
+      schema: options.schema,
+      context: (ctx) => options.context(ctx.extra.caller ?? null),
+      onConnect: async (ctx) => {
+        const params = ctx.connectionParams ?? {};
+        const raw = params.authorization ?? params.Authorization;
+        if (raw !== undefined && typeof raw !== 'string') return false;
+        let caller: Caller | null;
+        try {
+          caller = await options.authenticator.fromAuthorization(raw);
+        } catch {
+          return false; // graphql-ws closes with 4403 Forbidden
+        }
+        ctx.extra.caller = caller;
+        const token = raw?.replace(/^Bearer\s+/i, '');
+        const expiresAt = token ? options.authenticator.expiresAt(token) : null;
+        if (expiresAt !== null) {
+          const timer = setTimeout(() => ctx.extra.socket.close(CLOSE_UNAUTHORIZED, 'Token expired'), Math.max(0, expiresAt - Date.now()));
+          timer.unref();
+          ctx.extra.socket.once('close', () => clearTimeout(timer));
+        }
+        return true;
+      },
+      onSubscribe: (ctx, _id, payload): ExecutionArgs | readonly GraphQLError[] => {
+        let document;
+        try {
+          document = parse(payload.query);
+        } catch (error) {
+          return [new GraphQLError((error as Error).message, { extensions: { code: 'GRAPHQL_PARSE_FAILED' } })];
+        }
+        const errors = validate(options.schema, document);
+        if (errors.length > 0) {
+          return errors.map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } }));
+        }
+        const operation = getOperationAST(document, payload.operationName);
+        if (!operation) {
+          return [new GraphQLError('Operation not found in the document', { extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })];
+        }
+        try {
+          assertOperationComplexity(document, operation);
+        } catch (error) {
+          return [error as GraphQLError];
+        }
+        return {
+          schema: options.schema,
+          document,
+          operationName: payload.operationName,
+          variableValues: payload.variables,
+          contextValue: options.context(ctx.extra.caller ?? null),
+        };
+      },
+      onNext: (_ctx, _id, _payload, _args, result) =>
+        result.errors ? { ...result, errors: result.errors.map((e) => formatError(e.toJSON(), e)) } : undefined,
+      onError: (_ctx, _id, _payload, errors) => errors.map((e) => formatError(e.toJSON(), e)),
+    },
+    wsServer,
+  );
+
+  const apollo = new ApolloServer<GraphQLContext>({
+    schema: options.schema,
+    introspection: true,
+    includeStacktraceInErrorResponses: options.development,
+    formatError,
+    plugins: [
+      ApolloServerPluginDrainHttpServer({ httpServer: options.httpServer }),
+      ApolloServerPluginLandingPageDisabled(),
+      complexityPlugin,
+      {
+        async serverWillStart() {
+          return {
+            async drainServer() {
+              await ws.dispose();
+            },
+          };
+        },
+      },
+    ],
+  });
+  await apollo.start();
+
+  return {
+    apollo,
+    async closeWebSockets() {
+      await ws.dispose();
+      await new Promise<void>((resolve) => wsServer.close(() => resolve()));
+    },
+  };
+}

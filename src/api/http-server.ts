@@ -1,0 +1,157 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { HeaderMap, type ApolloServer } from '@apollo/server';
+import { UnauthenticatedError } from '../domain/errors';
+import type { Caller } from '../domain/types';
+import type { Authenticator } from './auth';
+import type { GraphQLContext } from './context';
+import { graphiqlPage } from './graphiql';
+
+export interface Readiness {
+  ok: boolean;
+  checks: Record<string, string>;
+}
+
+export interface HttpDeps {
+  /** null when this process runs the consumer only: then /graphql is not served. */
+  graphql: { apollo: ApolloServer<GraphQLContext>; authenticator: Authenticator; context: (caller: Caller | null) => GraphQLContext } | null;
+  readiness: () => Promise<Readiness>;
+  metrics: { contentType: string; text: () => Promise<string> };
+  onError: (error: unknown) => void;
+}
+
+const MAX_BODY_BYTES = 1024 * 1024;
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': JSON_TYPE, ...headers });
+  res.end(JSON.stringify(body));
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(Object.assign(new Error('body too large'), { status: 413 }));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function wantsHtml(req: IncomingMessage): boolean {
+  return req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
+}
+
+/**
+ * A plain node:http handler around Apollo's executeHTTPGraphQLRequest: the per-request work on the hot
+ * path is reading the body, one cached token check and Apollo itself (express would halve the throughput).
+ */
+export function createHttpServer(deps: HttpDeps): Server {
+  async function handleGraphQL(req: IncomingMessage, res: ServerResponse, search: string): Promise<void> {
+    const graphql = deps.graphql;
+    if (!graphql) return sendJson(res, 404, { error: 'this process runs with ROLE=consumer: no GraphQL here' });
+    if (wantsHtml(req) && !new URLSearchParams(search).has('query')) {
+      const page = graphiqlPage();
+      const gzip = (req.headers['accept-encoding'] ?? '').includes('gzip');
+      res.writeHead(200, {
+        'content-type': 'text/html; charset=utf-8',
+        'cache-control': 'no-cache',
+        ...(gzip ? { 'content-encoding': 'gzip' } : {}),
+      });
+      res.end(gzip ? page.gzipped : page.html);
+      return;
+    }
+
+    let caller: Caller | null;
+    try {
+      caller = await graphql.authenticator.fromAuthorization(req.headers.authorization);
+    } catch (error) {
+      if (!(error instanceof UnauthenticatedError)) throw error;
+      return sendJson(res, 401, { errors: [{ message: error.message, extensions: { code: 'UNAUTHENTICATED' } }] });
+    }
+
+    let body: unknown;
+    if (req.method === 'POST') {
+      const raw = await readBody(req);
+      try {
+        body = raw === '' ? {} : JSON.parse(raw);
+      } catch {
+        return sendJson(res, 400, { errors: [{ message: 'Request body is not valid JSON', extensions: { code: 'BAD_REQUEST' } }] });
+      }
+    }
+
+    const headers = new HeaderMap();
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+    }
+    const response = await graphql.apollo.executeHTTPGraphQLRequest({
+      httpGraphQLRequest: { method: req.method ?? 'GET', headers, search, body },
+      context: async () => graphql.context(caller),
+    });
+    const outHeaders: Record<string, string> = {};
+    for (const [name, value] of response.headers) outHeaders[name] = value;
+    res.writeHead(response.status ?? 200, outHeaders);
+    if (response.body.kind === 'complete') {
+      res.end(response.body.string);
+      return;
+    }
+    for await (const chunk of response.body.asyncIterator) res.write(chunk);
+    res.end();
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const search = q < 0 ? '' : url.slice(q);
+    switch (path) {
+      case '/graphql':
+        return handleGraphQL(req, res, search);
+      case '/healthz':
+        return sendJson(res, 200, { status: 'ok' });
+      case '/readyz': {
+        const readiness = await deps.readiness();
+        return sendJson(res, readiness.ok ? 200 : 503, { status: readiness.ok ? 'ready' : 'not ready', ...readiness.checks });
+      }
+      case '/metrics': {
+        const text = await deps.metrics.text();
+        res.writeHead(200, { 'content-type': deps.metrics.contentType });
+        res.end(text);
+        return;
+      }
+      case '/':
+        if (deps.graphql && wantsHtml(req)) {
+          res.writeHead(302, { location: '/graphql' });
+          res.end();
+          return;
+        }
+        return sendJson(res, 404, { error: 'not found' });
+      default:
+        return sendJson(res, 404, { error: 'not found' });
+    }
+  }
+
+  return createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      const status = (error as { status?: number }).status ?? 500;
+      if (status >= 500) deps.onError(error);
+      if (!res.headersSent) {
+        sendJson(res, status, { errors: [{ message: status === 413 ? 'Request body too large' : 'Internal server error', extensions: { code: status === 413 ? 'BAD_REQUEST' : 'INTERNAL_SERVER_ERROR' } }] });
+      } else {
+        res.destroy();
+      }
+    });
+  });
+}
+
+export function listeningPort(server: Server): number {
+  return (server.address() as AddressInfo).port;
+}

@@ -1,0 +1,44 @@
+import { Arg, Ctx, ID, Int, Mutation, Query, Resolver } from 'type-graphql';
+import type { PromotionService } from '../../domain/promotion-service';
+import type { PromotionStatus } from '../../domain/types';
+import type { GraphQLContext } from '../context';
+import { CreatePromotionInput } from '../types/create-promotion.input';
+import { PromotionStatusEnum } from '../types/enums';
+import { PromotionType } from '../types/promotion.type';
+
+@Resolver(() => PromotionType)
+export class PromotionResolver {
+  constructor(private readonly promotionService: PromotionService) {}
+
+  @Query(() => PromotionType, { nullable: true, description: 'public' })
+  promotion(@Arg('id', () => ID) id: string): Promise<PromotionType | null> {
+    return this.promotionService.get(id) as Promise<PromotionType | null>;
+  }
+
+  @Query(() => [PromotionType], { description: 'public, newest first, first <= 100' })
+  promotions(
+    @Arg('status', () => PromotionStatusEnum, { nullable: true }) status: PromotionStatusEnum | null,
+    @Arg('first', () => Int, { nullable: true, defaultValue: 20 }) first: number | null,
+  ): Promise<PromotionType[]> {
+    return this.promotionService.list((status ?? null) as PromotionStatus | null, first ?? 20) as Promise<PromotionType[]>;
+  }
+
+  @Mutation(() => PromotionType, { description: 'admin' })
+  createPromotion(@Arg('input') input: CreatePromotionInput, @Ctx() ctx: GraphQLContext): Promise<PromotionType> {
+    return this.promotionService.create(ctx.caller, input) as Promise<PromotionType>;
+  }
+
+  @Mutation(() => PromotionType, { description: 'admin; amount 1 to 1,000,000' })
+  addPromotionStock(
+    @Arg('promotionId', () => ID) promotionId: string,
+    @Arg('amount', () => Int) amount: number,
+    @Ctx() ctx: GraphQLContext,
+  ): Promise<PromotionType> {
+    return this.promotionService.addStock(ctx.caller, promotionId, amount) as Promise<PromotionType>;
+  }
+
+  @Mutation(() => PromotionType, { description: 'admin; no issuance after this returns' })
+  endPromotion(@Arg('promotionId', () => ID) promotionId: string, @Ctx() ctx: GraphQLContext): Promise<PromotionType> {
+    return this.promotionService.end(ctx.caller, promotionId) as Promise<PromotionType>;
+  }
+}

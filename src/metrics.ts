@@ -1,0 +1,96 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ConsumerObserver } from './consumer/stream-consumer';
+import type { IssueOutcome } from './domain/types';
+import type { Logger } from './logger';
+
+export interface QueueDepth {
+  entries: number;
+  pending: number;
+  deadLetter: number;
+}
+
+/** Prometheus metrics of one process, on a registry of its own (tests run several apps in one process). */
+export class Metrics {
+  readonly registry = new Registry();
+
+  private readonly outcomes = new Counter({
+    name: 'coupon_issue_outcomes_total',
+    help: 'issueCoupon outcomes, by kind',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly persistedTotal = new Counter({
+    name: 'coupon_persisted_total',
+    help: 'coupons stored in PostgreSQL and confirmed by this process',
+    registers: [this.registry],
+  });
+
+  private readonly failedTotal = new Counter({
+    name: 'coupon_failed_total',
+    help: 'queued requests that could never be stored (FAILED, stock given back)',
+    registers: [this.registry],
+  });
+
+  private readonly dbRetries = new Counter({
+    name: 'coupon_consumer_db_retries_total',
+    help: 'batch writes retried after a transient database error',
+    registers: [this.registry],
+  });
+
+  private readonly consumerErrors = new Counter({
+    name: 'coupon_consumer_errors_total',
+    help: 'consumer loop errors (Redis unreachable and the like)',
+    registers: [this.registry],
+  });
+
+  private readonly confirmationLatency = new Histogram({
+    name: 'coupon_issue_to_confirmation_seconds',
+    help: 'time from the reservation (QUEUED) to its confirmation (ISSUED)',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    registers: [this.registry],
+  });
+
+  constructor(queueDepth?: () => Promise<QueueDepth>) {
+    collectDefaultMetrics({ register: this.registry });
+    if (queueDepth) {
+      let last: Promise<QueueDepth> | null = null;
+      // One Redis read per scrape, shared by the three gauges.
+      const read = () => (last ??= queueDepth().finally(() => setTimeout(() => (last = null), 100)));
+      const gauge = (name: string, help: string, pick: (d: QueueDepth) => number) =>
+        new Gauge({
+          name,
+          help,
+          registers: [this.registry],
+          async collect() {
+            this.set(pick(await read()));
+          },
+        });
+      gauge('coupon_queue_length', 'queued requests not yet confirmed, all promotions (stream length)', (d) => d.entries);
+      gauge('coupon_queue_pending', 'requests delivered to a consumer and not yet acknowledged', (d) => d.pending);
+      gauge('coupon_dead_letter_length', 'requests in the dead-letter streams', (d) => d.deadLetter);
+    }
+  }
+
+  issueOutcome(outcome: IssueOutcome): void {
+    this.outcomes.inc({ outcome });
+  }
+
+  consumerObserver(logger: Logger): ConsumerObserver {
+    return {
+      persisted: (count) => this.persistedTotal.inc(count),
+      confirmed: (latencies) => {
+        for (const ms of latencies) this.confirmationLatency.observe(ms / 1000);
+      },
+      failed: (count) => this.failedTotal.inc(count),
+      retrying: (error, delayMs) => {
+        this.dbRetries.inc();
+        logger.warn({ err: error, delayMs }, 'database write failed; retrying');
+      },
+      error: (error) => {
+        this.consumerErrors.inc();
+        logger.error({ err: error }, 'consumer error');
+      },
+    };
+  }
+}
