@@ -150,7 +150,11 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
 
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
-    httpServer.listen(config.port, config.host, () => resolve());
+    // A flash sale opens thousands of connections at once: a deep accept queue, and idle keep-alive
+    // connections kept longer than clients and load balancers keep theirs (so the server never closes first).
+    httpServer.keepAliveTimeout = 65_000;
+    httpServer.headersTimeout = 66_000;
+    httpServer.listen({ port: config.port, host: config.host, backlog: 4096 }, () => resolve());
   });
   const port = listeningPort(httpServer);
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;

@@ -25,19 +25,29 @@ subscription Confirmation($requestId: ID) {
 }
 `;
 
-// Runs in the browser: the Authorization header of the active GraphiQL tab, read when the socket connects.
-const CONNECTION_PARAMS = `function () {
+// Runs in the browser. GraphiQL persists the header editor to localStorage only after a 500 ms debounce
+// (tabState after 600 ms), so reading storage when the socket connects sends the previous headers (or none)
+// if Run is clicked right after editing them. onEditHeaders hands us the editor's text synchronously on
+// every change (typing, and tab switches, which set the editor's value); storage is only the fallback for
+// headers restored at page load, before any edit.
+const HEADERS_SCRIPT = `var editedHeaders = null;
+options.onEditHeaders = function (text) { editedHeaders = text; };
+options.connectionParams = function () {
   var headers = {};
   try {
-    var state = JSON.parse(localStorage.getItem('graphiql:tabState') || 'null');
-    var tab = state && state.tabs && state.tabs[state.activeTabIndex];
-    headers = JSON.parse((tab && tab.headers) || localStorage.getItem('graphiql:headers') || '{}') || {};
+    var text = editedHeaders;
+    if (text === null) {
+      var state = JSON.parse(localStorage.getItem('graphiql:tabState') || 'null');
+      var tab = state && state.tabs && state.tabs[state.activeTabIndex];
+      text = (tab && tab.headers) || localStorage.getItem('graphiql:headers');
+    }
+    headers = JSON.parse(text || '{}') || {};
   } catch (e) { headers = {}; }
   for (var name in headers) {
     if (name.toLowerCase() === 'authorization') return { authorization: String(headers[name]) };
   }
   return {};
-}`;
+};`;
 
 function render(endpoint: string): string {
   const options = JSON.stringify({
@@ -45,7 +55,6 @@ function render(endpoint: string): string {
     title: 'Coupon issuance: GraphiQL',
     subscriptionsProtocol: 'WS',
     defaultQuery: DEFAULT_QUERY,
-    headerEditorEnabled: true,
     shouldPersistHeaders: true,
   });
   return `<!doctype html>
@@ -71,7 +80,7 @@ function render(endpoint: string): string {
       self['MonacoEnvironment'] = { globalAPI: false, getWorkerUrl: function (moduleId, label) { return workers[label]; } };
       ${js};
       const options = ${options};
-      options.connectionParams = ${CONNECTION_PARAMS};
+      ${HEADERS_SCRIPT}
       YogaGraphiQL.renderYogaGraphiQL(window.document.querySelector('#root'), options);
     </script>
   </body>

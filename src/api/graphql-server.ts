@@ -39,6 +39,11 @@ const complexityPlugin: ApolloServerPlugin<GraphQLContext> = {
   },
 };
 
+function once(fn: () => Promise<void> | void): () => Promise<void> {
+  let result: Promise<void> | null = null;
+  return () => (result ??= Promise.resolve(fn()));
+}
+
 export async function createGraphQLServer(options: GraphQLServerOptions): Promise<GraphQLServer> {
   const formatError = createErrorFormatter({ development: options.development, onInternal: options.onInternalError });
   const wsServer = new WebSocketServer({ server: options.httpServer, path: '/graphql' });
@@ -111,24 +116,13 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
       ApolloServerPluginDrainHttpServer({ httpServer: options.httpServer }),
       ApolloServerPluginLandingPageDisabled(),
       complexityPlugin,
-      {
-        async serverWillStart() {
-          return {
-            async drainServer() {
-              await ws.dispose();
-            },
-          };
-        },
-      },
     ],
   });
   await apollo.start();
 
   return {
     apollo,
-    async closeWebSockets() {
-      await ws.dispose();
-      await new Promise<void>((resolve) => wsServer.close(() => resolve()));
-    },
+    // graphql-ws closes every socket (1001 Going away) and then the WebSocket server itself.
+    closeWebSockets: once(() => ws.dispose()),
   };
 }
