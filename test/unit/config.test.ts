@@ -1,0 +1,49 @@
+import { ConfigError, loadConfig } from '../../src/config';
+
+describe('config', () => {
+  test('When nothing is set, then the documented defaults apply', () => {
+    const c = loadConfig({});
+
+    expect(c).toMatchObject({
+      port: 4000,
+      host: '127.0.0.1',
+      databaseUrl: 'postgresql://postgres:postgres@127.0.0.1:5432/coupons',
+      redisUrl: 'redis://127.0.0.1:6379',
+      redisKeyPrefix: 'coupon:',
+      role: 'all',
+      logLevel: 'info',
+      migrate: true,
+      development: false,
+      jwtSecretIsDefault: true,
+    });
+  });
+
+  test.each([
+    [{ PORT: 'abc' }, 'PORT'],
+    [{ PORT: '70000' }, 'PORT'],
+    [{ ROLE: 'worker' }, 'ROLE'],
+    [{ REDIS_URL: 'localhost:6379' }, 'REDIS_URL'],
+    [{ DATABASE_URL: 'mysql://x' }, 'DATABASE_URL'],
+    [{ JWT_SECRET: 'short' }, 'JWT_SECRET'],
+    [{ NODE_ENV: 'production' }, 'JWT_SECRET'],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
+  ])('When %j, then start-up stops with one line naming %s', (env, variable) => {
+    let error: unknown;
+    try {
+      loadConfig(env);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as Error).message;
+    expect(message.split('\n')).toHaveLength(1);
+    expect(message).toContain(variable);
+  });
+
+  test('When NODE_ENV=production has a secret, then it starts, without development error details', () => {
+    const c = loadConfig({ NODE_ENV: 'production', JWT_SECRET: 's'.repeat(32) });
+
+    expect(c.development).toBe(false);
+    expect(c.jwtSecretIsDefault).toBe(false);
+  });
+});
