@@ -165,11 +165,14 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     (stopping ??= (async () => {
       if (graphqlServer) {
         await graphqlServer.closeWebSockets();
+        logger.debug('websockets closed');
         await graphqlServer.apollo.stop(); // drains HTTP: stops accepting, finishes in-flight requests
       } else {
         await new Promise<void>((resolve) => httpServer.close(() => resolve()));
       }
+      logger.debug('http closed');
       await consumer?.stop();
+      logger.debug('consumer stopped');
       await Promise.all(redisClients.map((c) => c.quit().catch(() => c.disconnect())));
       await db.$disconnect();
       logger.info('coupon issuance service stopped');

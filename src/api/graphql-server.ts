@@ -110,6 +110,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
   const apollo = new ApolloServer<GraphQLContext>({
     schema: options.schema,
     introspection: true,
+    stopOnTerminationSignals: false, // main.ts owns shutdown: WebSockets, HTTP, consumer, connections, in order
     includeStacktraceInErrorResponses: options.development,
     formatError,
     plugins: [

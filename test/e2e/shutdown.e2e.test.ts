@@ -1,0 +1,86 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { CouponIssuedDocument, CreatePromotionDocument, IssueCouponDocument } from '../generated/graphql';
+import { httpGraphQL, record, tokenFor, wsClient } from '../helpers/clients';
+import { createTestEnvironment, eventually, TEST_JWT_SECRET, type TestEnvironment } from '../helpers/environment';
+import { createDb } from '../../src/db/client';
+
+/** The real process, stopped as an orchestrator stops it: SIGTERM, and exit 0 within 10 s. */
+
+let env: TestEnvironment;
+let child: ChildProcess | null = null;
+
+beforeAll(async () => {
+  env = await createTestEnvironment('shutdown');
+});
+
+afterAll(async () => {
+  if (child && child.exitCode === null) child.kill('SIGKILL');
+  await env.cleanup();
+});
+
+function startService(): Promise<{ url: string; exit: Promise<{ code: number | null; signal: string | null }> }> {
+  child = spawn(process.execPath, ['-r', '@swc-node/register', join(__dirname, '..', '..', 'src', 'main.ts')], {
+    env: {
+      ...process.env,
+      DATABASE_URL: env.databaseUrl,
+      REDIS_URL: env.redisUrl,
+      REDIS_KEY_PREFIX: env.prefix,
+      PORT: '0',
+      HOST: '127.0.0.1',
+      JWT_SECRET: TEST_JWT_SECRET,
+      LOG_LEVEL: 'info',
+      NODE_ENV: 'production',
+      CONSUMER_BLOCK_MS: '100',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const proc = child;
+  const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  const url = new Promise<string>((resolve, reject) => {
+    let out = '';
+    proc.stdout?.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = /"url":"(http:\/\/[^"]+)"/.exec(out);
+      if (match) resolve(match[1] as string);
+    });
+    void exit.then(({ code }) => reject(new Error(`service exited with ${code} before it started:\n${out}`)));
+  });
+  return url.then((u) => ({ url: u, exit }));
+}
+
+test('When the service gets SIGTERM mid-sale, then it closes subscriptions, stores what it queued and exits 0 within 10 s', async () => {
+  const { url, exit } = await startService();
+  const admin = await tokenFor('admin', { admin: true });
+  const created = await httpGraphQL(url, CreatePromotionDocument, { input: { name: 'shutdown', totalStock: 200, endsAt: new Date(Date.now() + 3600_000).toISOString() } }, admin);
+  const promotionId = created.body.data?.createPromotion.id as string;
+  const socket = wsClient(url, await tokenFor('user-0'));
+  const feed = record(socket, CouponIssuedDocument, { promotionId });
+  const results = await Promise.all(
+    Array.from({ length: 100 }, async (_, i) => (await httpGraphQL(url, IssueCouponDocument, { promotionId }, await tokenFor(`user-${i}`))).body.data?.issueCoupon.outcome),
+  );
+  expect(results.every((o) => o === 'QUEUED')).toBe(true);
+
+  const signalledAt = Date.now();
+  child?.kill('SIGTERM');
+  const { code, signal } = await exit;
+
+  expect({ code, signal }).toEqual({ code: 0, signal: null });
+  expect(Date.now() - signalledAt).toBeLessThan(10_000);
+  expect(await feed.done).not.toBe('complete'); // the socket was closed by the server (1001 Going away)
+  expect(((await feed.done) as { error: { code?: number } }).error.code).toBe(1001);
+  await socket.dispose();
+
+  // Whatever the consumer had not finished waits in the stream for the next process: nothing is lost.
+  const db = createDb(env.databaseUrl);
+  try {
+    const stored = await db.coupon.count({ where: { promotionId } });
+    expect(stored).toBeLessThanOrEqual(100);
+    const restarted = await startService();
+    await eventually(async () => ((await db.coupon.count({ where: { promotionId } })) === 100 ? true : undefined), 20_000, 'all 100 stored');
+    child?.kill('SIGTERM');
+    expect((await restarted.exit).code).toBe(0);
+  } finally {
+    await db.$disconnect();
+  }
+});
