@@ -1,0 +1,50 @@
+# Build: install every dependency, generate the Prisma client, compile, then drop the dev dependencies.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+ENV CHECKPOINT_DISABLE=1 \
+    PRISMA_HIDE_UPDATE_MESSAGE=1 \
+    npm_config_update_notifier=false \
+    npm_config_fund=false \
+    npm_config_audit=false
+
+COPY package.json package-lock.json ./
+# No dependency needs its install script: Prisma generates from its bundled WebAssembly engine
+# (the build script sets PRISMA_SCHEMA_ENGINE_BINARY=/bin/false), so no engine is downloaded.
+RUN npm ci --ignore-scripts
+
+COPY tsconfig.json tsconfig.build.json prisma.config.ts ./
+COPY prisma ./prisma
+COPY scripts ./scripts
+COPY src ./src
+# prisma generate, tsc, then the Lua scripts copied into dist/.
+RUN npm run build \
+ && npm prune --omit=dev --ignore-scripts
+
+# Runtime: the build output, production dependencies and the migrations (applied at start unless MIGRATE=false).
+FROM node:20-bookworm-slim AS runtime
+WORKDIR /app
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=4000 \
+    CHECKPOINT_DISABLE=1 \
+    npm_config_update_notifier=false \
+    npm_config_fund=false
+
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY --from=build /app/prisma ./prisma
+COPY --from=build /app/scripts ./scripts
+# The build stamp is made newer than everything copied, so `npm run token` and `npm run db:migrate`
+# inside the container never try to rebuild (there are no sources here).
+RUN touch dist/.built
+
+# The files stay owned by root: the service only reads them.
+USER node
+EXPOSE 4000
+
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 4000) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+
+# node is PID 1 and handles SIGTERM itself: graceful shutdown within SHUTDOWN_TIMEOUT_MS (default 8 s).
+CMD ["node", "dist/main.js"]
