@@ -111,6 +111,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     readiness,
     metrics: { contentType: metrics.registry.contentType, text: () => metrics.registry.metrics() },
     onError: onInternalError,
+    corsOrigins: config.corsOrigins,
   };
   if (servesApi) {
     const schema = await createSchema({ promotions, issuance });

@@ -26,6 +26,10 @@ const schema = z
     CONSUMER_MAX_BACKOFF_MS: intFrom(10, 600_000, 5000),
     STATUS_TTL_SECONDS: intFrom(3600, 90 * 86400, 7 * 86400),
     SHUTDOWN_TIMEOUT_MS: intFrom(100, 60_000, 8000),
+    CORS_ORIGINS: z
+      .string()
+      .regex(/^(\*|https?:\/\/[^\s,]+(,https?:\/\/[^\s,]+)*)$/, 'must be * or a comma-separated list of http(s) origins')
+      .default('*'),
   })
   .superRefine((env, ctx) => {
     if (env.NODE_ENV === 'production' && !env.JWT_SECRET) {
@@ -49,6 +53,8 @@ export interface Config {
   consumer: { batchSize: number; blockMs: number; claimIdleMs: number; maxBackoffMs: number };
   statusTtlSeconds: number;
   shutdownTimeoutMs: number;
+  /** Browser origins allowed to call /graphql: '*' (tokens travel in a header, never in cookies) or a list. */
+  corsOrigins: '*' | string[];
 }
 
 export class ConfigError extends Error {}
@@ -82,5 +88,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     statusTtlSeconds: e.STATUS_TTL_SECONDS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    corsOrigins: e.CORS_ORIGINS === '*' ? '*' : e.CORS_ORIGINS.split(','),
   };
 }

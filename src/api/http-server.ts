@@ -18,6 +18,7 @@ export interface HttpDeps {
   readiness: () => Promise<Readiness>;
   metrics: { contentType: string; text: () => Promise<string> };
   onError: (error: unknown) => void;
+  corsOrigins: '*' | string[];
 }
 
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -46,6 +47,23 @@ function readBody(req: IncomingMessage): Promise<string> {
   });
 }
 
+const CORS_PREFLIGHT = {
+  'access-control-allow-methods': 'GET, POST, OPTIONS',
+  'access-control-allow-headers': 'authorization, content-type, apollo-require-preflight, x-apollo-operation-name',
+  'access-control-max-age': '86400',
+};
+
+/** Web apps on other origins call /graphql with a bearer token (no cookies), so CORS needs no credentials. */
+function allowOrigin(req: IncomingMessage, res: ServerResponse, origins: '*' | string[]): void {
+  const origin = req.headers.origin;
+  if (!origin) return;
+  if (origins === '*') res.setHeader('access-control-allow-origin', '*');
+  else if (origins.includes(origin)) {
+    res.setHeader('access-control-allow-origin', origin);
+    res.setHeader('vary', 'origin');
+  }
+}
+
 function wantsHtml(req: IncomingMessage): boolean {
   return req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
 }
@@ -58,6 +76,12 @@ export function createHttpServer(deps: HttpDeps): Server {
   async function handleGraphQL(req: IncomingMessage, res: ServerResponse, search: string): Promise<void> {
     const graphql = deps.graphql;
     if (!graphql) return sendJson(res, 404, { error: 'this process runs with ROLE=consumer: no GraphQL here' });
+    allowOrigin(req, res, deps.corsOrigins);
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204, CORS_PREFLIGHT);
+      res.end();
+      return;
+    }
     if (wantsHtml(req) && !new URLSearchParams(search).has('query')) {
       const page = graphiqlPage();
       const gzip = (req.headers['accept-encoding'] ?? '').includes('gzip');
@@ -96,9 +120,8 @@ export function createHttpServer(deps: HttpDeps): Server {
       httpGraphQLRequest: { method: req.method ?? 'GET', headers, search, body },
       context: async () => graphql.context(caller),
     });
-    const outHeaders: Record<string, string> = {};
-    for (const [name, value] of response.headers) outHeaders[name] = value;
-    res.writeHead(response.status ?? 200, outHeaders);
+    for (const [name, value] of response.headers) res.setHeader(name, value);
+    res.writeHead(response.status ?? 200);
     if (response.body.kind === 'complete') {
       res.end(response.body.string);
       return;

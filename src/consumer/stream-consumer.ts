@@ -26,6 +26,9 @@ export interface ConsumerObserver {
 type StreamEntry = [id: string, fields: string[]];
 type XReadReply = [stream: string, entries: StreamEntry[]][] | null;
 
+/** An ended promotion's keys are let go this long after its end, once its queue is empty. */
+const RETIRE_GRACE_MS = 3600_000;
+
 /** A request that was never stored, after this many fresh attempts of its own on a permanent error. */
 const PERMANENT_ATTEMPTS = 3;
 const MIN_BACKOFF_MS = 50;
@@ -90,6 +93,7 @@ export class StreamConsumer {
     let handled = 0;
     if (Date.now() >= this.nextClaimAt) {
       handled += await this.reclaim(streams);
+      await this.retireFinished(streams);
       this.nextClaimAt = Date.now() + Math.max(1000, this.options.claimIdleMs / 2);
     }
     const reply = (await this.readNew(streams)) as XReadReply;
@@ -137,6 +141,16 @@ export class StreamConsumer {
       }
     }
     return handled;
+  }
+
+  /** Lets ended, drained promotions expire and stops reading their streams. */
+  private async retireFinished(streams: string[]): Promise<void> {
+    for (const stream of streams) {
+      const promotionId = this.keys.promotionIdOfStream(stream);
+      const k = this.keys.promotion(promotionId);
+      const retired = await this.redis.couponRetire(k.meta, k.stock, k.seq, k.stream, k.deadLetter, CONSUMER_GROUP, RETIRE_GRACE_MS, this.options.statusTtlMs);
+      if (retired === 1) await this.redis.srem(this.keys.activePromotions(), promotionId);
+    }
   }
 
   private async handle(stream: string, entries: StreamEntry[]): Promise<number> {

@@ -1,5 +1,5 @@
 import type { Prisma } from '../generated/prisma/client';
-import type { PromotionRepository, PromotionWindowFilter } from '../domain/ports';
+import type { PromotionCursor, PromotionRepository, PromotionWindowFilter, UserHoldings } from '../domain/ports';
 import type { PromotionRecord } from '../domain/types';
 import type { Db } from './client';
 
@@ -41,10 +41,13 @@ export class PrismaPromotionRepository implements PromotionRepository {
     return row ? toRecord(row) : null;
   }
 
-  async list(options: { window?: PromotionWindowFilter; now: Date; limit: number; before?: Date }): Promise<PromotionRecord[]> {
+  async list(options: { window?: PromotionWindowFilter; now: Date; limit: number; after?: PromotionCursor }): Promise<PromotionRecord[]> {
     const where = windowWhere(options.window, options.now);
+    const after = options.after;
     const rows = await this.db.promotion.findMany({
-      where: options.before ? { AND: [where, { createdAt: { lt: options.before } }] } : where,
+      where: after
+        ? { AND: [where, { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] }] }
+        : where,
       orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
       take: options.limit,
     });
@@ -82,12 +85,11 @@ export class PrismaPromotionRepository implements PromotionRepository {
     return counts;
   }
 
-  async couponsPerUser(promotionId: string): Promise<Map<string, number>> {
-    const groups = await this.db.coupon.groupBy({
-      by: ['userId'],
-      where: { promotionId },
-      _count: { _all: true },
-    });
-    return new Map(groups.map((g) => [g.userId, g._count._all]));
+  async couponsPerUser(promotionId: string): Promise<Map<string, UserHoldings>> {
+    const rows = await this.db.$queryRaw<{ user_id: string; count: number; last_request_id: string }[]>`
+      SELECT user_id, count(*)::int AS count,
+             (array_agg(request_id ORDER BY requested_at DESC, request_id DESC))[1] AS last_request_id
+      FROM coupons WHERE promotion_id = ${promotionId}::uuid GROUP BY user_id`;
+    return new Map(rows.map((r) => [r.user_id, { count: r.count, lastRequestId: r.last_request_id }]));
   }
 }

@@ -4,18 +4,29 @@ import type { Coupon, Issuance, IssueResult, PromotionRecord, QueuedRequest } fr
 
 export type PromotionWindowFilter = 'SCHEDULED' | 'OPEN' | 'ENDED';
 
+/** A position in the newest-first order (createdAt desc, id desc): the last promotion of a page. */
+export interface PromotionCursor {
+  createdAt: Date;
+  id: string;
+}
+
 export interface PromotionRepository {
   create(promotion: PromotionRecord): Promise<void>;
   findById(id: string): Promise<PromotionRecord | null>;
   /** Newest first; `window` narrows by time window and early end. */
-  list(options: { window?: PromotionWindowFilter; now: Date; limit: number; before?: Date }): Promise<PromotionRecord[]>;
+  list(options: { window?: PromotionWindowFilter; now: Date; limit: number; after?: PromotionCursor }): Promise<PromotionRecord[]>;
   /** All promotions that have not ended, for rebuilding Redis. */
   listUnended(now: Date): Promise<PromotionRecord[]>;
   addStock(id: string, amount: number): Promise<PromotionRecord | null>;
   end(id: string, at: Date): Promise<PromotionRecord | null>;
   issuedCounts(ids: string[]): Promise<Map<string, number>>;
-  /** Coupons held per user in one promotion, for rebuilding Redis. */
-  couponsPerUser(promotionId: string): Promise<Map<string, number>>;
+  /** Coupons held per user in one promotion, and each user's latest request, for rebuilding Redis. */
+  couponsPerUser(promotionId: string): Promise<Map<string, UserHoldings>>;
+}
+
+export interface UserHoldings {
+  count: number;
+  lastRequestId: string;
 }
 
 export interface CouponRepository {
@@ -44,7 +55,7 @@ export interface ReservationStore {
   /** The one atomic step that decides an issueCoupon outcome. */
   reserve(args: ReserveArgs): Promise<IssueResult>;
   /** Creates the promotion's Redis state where missing; true when it had to be (re)built. */
-  setupPromotion(promotion: PromotionRecord, issuedCount: number, couponsPerUser?: Map<string, number>): Promise<boolean>;
+  setupPromotion(promotion: PromotionRecord, issuedCount: number, holdings?: Map<string, UserHoldings>): Promise<boolean>;
   hasPromotion(promotionId: string): Promise<boolean>;
   addStock(promotionId: string, amount: number): Promise<PromotionCounters | null>;
   endPromotion(promotionId: string, at: Date): Promise<boolean>;

@@ -57,14 +57,13 @@ export class PromotionService {
     if (window !== 'OPEN') return this.views(await this.promotions.list({ now, limit, window }));
     // ACTIVE and SOLD_OUT differ only by live stock in Redis: page through open promotions and filter.
     const found: PromotionView[] = [];
-    let before: Date | undefined;
+    let after: PromotionRecord | undefined;
     for (;;) {
-      const page = await this.promotions.list({ now, limit: 100, window, before });
+      const page = await this.promotions.list({ now, limit: 100, window, after });
       const views = await this.views(page);
       found.push(...views.filter((v) => v.status === status));
-      const last = page[page.length - 1];
-      if (found.length >= limit || page.length < 100 || !last) return found.slice(0, limit);
-      before = last.createdAt;
+      after = page[page.length - 1];
+      if (found.length >= limit || page.length < 100 || !after) return found.slice(0, limit);
     }
   }
 

@@ -41,7 +41,7 @@ export class RedisKeys {
     return `${this.tag(promotionId)}:user:${userId}`;
   }
 
-  /** string: "<requestId> <position>" of the first QUEUED call with this key; expires after 24 h */
+  /** string: "<requestId> <position> <remainingStock>", the first QUEUED payload for this key; expires after 24 h */
   idempotency(promotionId: string, userId: string, idempotencyKey: string): string {
     return `${this.tag(promotionId)}:idem:${userId}:${idempotencyKey}`;
   }

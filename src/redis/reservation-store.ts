@@ -1,5 +1,5 @@
 import { promotionIdOfRequest } from '../domain/identifiers';
-import type { PromotionCounters, ReservationStore, ReserveArgs } from '../domain/ports';
+import type { PromotionCounters, ReservationStore, ReserveArgs, UserHoldings } from '../domain/ports';
 import type { IssueResult, Issuance, PromotionRecord } from '../domain/types';
 import { decodeIssuance } from './issuance-codec';
 import { CONSUMER_GROUP, type RedisKeys } from './keys';
@@ -47,7 +47,7 @@ export class RedisReservationStore implements ReservationStore {
   async setupPromotion(
     promotion: PromotionRecord,
     issuedCount: number,
-    couponsPerUser?: Map<string, number>,
+    holdings?: Map<string, UserHoldings>,
   ): Promise<boolean> {
     const k = this.keys.promotion(promotion.id);
     const created = await this.redis.couponSetupPromotion(
@@ -64,12 +64,13 @@ export class RedisReservationStore implements ReservationStore {
       issuedCount,
       CONSUMER_GROUP,
     );
-    if (created === 1 && couponsPerUser && couponsPerUser.size > 0) {
+    if (created === 1 && holdings && holdings.size > 0) {
       const expireAt = promotion.endsAt.getTime() + USER_GRACE_MS;
       const pipeline = this.redis.pipeline();
-      for (const [userId, held] of couponsPerUser) {
+      for (const [userId, held] of holdings) {
         const userKey = this.keys.user(promotion.id, userId);
-        pipeline.hsetnx(userKey, 'n', held);
+        pipeline.hsetnx(userKey, 'n', held.count);
+        pipeline.hsetnx(userKey, 'last', held.lastRequestId);
         pipeline.pexpireat(userKey, expireAt);
       }
       await pipeline.exec();

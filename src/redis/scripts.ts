@@ -16,6 +16,7 @@ export interface ScriptCommands {
   couponSetupPromotion(...keysThenArgs: (string | number)[]): ScriptReply<number>;
   couponAddStock(...keysThenArgs: (string | number)[]): ScriptReply<[number, number] | -1>;
   couponEndPromotion(...keysThenArgs: (string | number)[]): ScriptReply<number>;
+  couponRetire(...keysThenArgs: (string | number)[]): ScriptReply<number>;
 }
 
 export type ScriptedRedis = Redis & ScriptCommands;
@@ -28,6 +29,7 @@ const SCRIPTS: { name: keyof ScriptCommands; file: string; keys?: number }[] = [
   { name: 'couponSetupPromotion', file: 'setup-promotion.lua', keys: 4 },
   { name: 'couponAddStock', file: 'add-stock.lua', keys: 2 },
   { name: 'couponEndPromotion', file: 'end-promotion.lua', keys: 1 },
+  { name: 'couponRetire', file: 'retire.lua', keys: 5 },
 ];
 
 const sources = new Map<string, string>();

@@ -322,3 +322,24 @@ describe('operations endpoints', () => {
     expect(html).not.toMatch(/<(script|link)[^>]+(src|href)="https?:/);
   });
 });
+
+describe('web clients', () => {
+  test('When a browser app on another origin calls /graphql, then CORS lets it send the Authorization header', async () => {
+    const preflight = await fetch(`${app.url}/graphql`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://shop.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+    });
+    const call = await fetch(`${app.url}/graphql`, {
+      method: 'POST',
+      headers: { origin: 'https://shop.example', 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ promotions(first: 1) { id } }' }),
+    });
+
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get('access-control-allow-origin')).toBe('*');
+    expect(preflight.headers.get('access-control-allow-headers')).toContain('authorization');
+    expect(preflight.headers.get('access-control-allow-methods')).toContain('POST');
+    expect(call.status).toBe(200);
+    expect(call.headers.get('access-control-allow-origin')).toBe('*');
+  });
+});

@@ -260,3 +260,25 @@ test('When PostgreSQL refuses a request outright, then it ends FAILED with its s
   const retry = await store.reserve({ promotionId: orphan.id, userId: 'user-0', requestId: newRequestId(orphan.id), idempotencyKey: null });
   expect(retry.outcome).toBe('QUEUED');
 });
+
+test('When a promotion ended over an hour ago, then its keys expire once its queue is drained, and consumers stop reading it', async () => {
+  const p = await newPromotion(5);
+  const ids = await queue(p, 2);
+  const k = keys.promotion(p.id);
+  await redis.xreadgroup('GROUP', CONSUMER_GROUP, 'crashed', 'COUNT', 10, 'STREAMS', k.stream, '>'); // in flight
+  await redis.hset(k.meta, 'endsAt', Date.now() - 2 * HOUR); // as if two hours had passed
+
+  const whileInFlight = await redis.couponRetire(k.meta, k.stock, k.seq, k.stream, k.deadLetter, CONSUMER_GROUP, HOUR, HOUR);
+  expect(whileInFlight).toBe(0);
+  expect(await redis.pttl(k.meta)).toBe(-1);
+
+  await startConsumer({ claimIdleMs: 200 });
+  await allIssued(p, ids);
+  await eventually(async () => ((await redis.sismember(keys.activePromotions(), p.id)) === 0 ? true : undefined), 10_000, 'retired');
+
+  for (const key of [k.meta, k.stock, k.seq, k.stream]) {
+    const ttl = await redis.pttl(key);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(HOUR);
+  }
+});

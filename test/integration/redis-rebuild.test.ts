@@ -24,6 +24,7 @@ test('When Redis lost everything, then a restart restores stock and per-user cou
   for (const user of ['alice', 'alice', 'bob']) {
     const r = await app.issuance.issue({ userId: user, isAdmin: false }, p.id);
     ids.push(r.requestId as string);
+    await new Promise((resolve) => setTimeout(resolve, 5)); // distinct requestedAt: "latest" is well defined
   }
   await eventually(async () => ((await app?.promotions.get(p.id))?.issuedCount === 3 ? true : undefined), 15_000, 'stored');
   await app.stop();
@@ -34,7 +35,8 @@ test('When Redis lost everything, then a restart restores stock and per-user cou
   const restored = await app.promotions.get(p.id);
   expect(restored).toMatchObject({ totalStock: 10, remainingStock: 7, issuedCount: 3, status: 'ACTIVE' });
   // alice holds 2 of 2, bob 1 of 2: the limits survive the loss.
-  expect((await app.issuance.issue({ userId: 'alice', isAdmin: false }, p.id)).outcome).toBe('ALREADY_REQUESTED');
+  const alice = await app.issuance.issue({ userId: 'alice', isAdmin: false }, p.id);
+  expect(alice).toMatchObject({ outcome: 'ALREADY_REQUESTED', requestId: ids[1] });
   const bob = await app.issuance.issue({ userId: 'bob', isAdmin: false }, p.id);
   expect(bob).toMatchObject({ outcome: 'QUEUED', position: 4, remainingStock: 6 });
   // Issued requests whose Redis status is gone are still answered from PostgreSQL.

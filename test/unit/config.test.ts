@@ -27,6 +27,7 @@ describe('config', () => {
     [{ JWT_SECRET: 'short' }, 'JWT_SECRET'],
     [{ NODE_ENV: 'production' }, 'JWT_SECRET'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
+    [{ CORS_ORIGINS: 'shop.example' }, 'CORS_ORIGINS'],
   ])('When %j, then start-up stops with one line naming %s', (env, variable) => {
     let error: unknown;
     try {

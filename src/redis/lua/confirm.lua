@@ -1,7 +1,8 @@
 --[[
   confirm: after the batch's coupons are committed in PostgreSQL, mark each request ISSUED,
   publish its confirmation, then XACK and XDEL its stream entry, in that order, atomically.
-  Repeating it is harmless: a request already ISSUED is neither rewritten nor published again.
+  Repeating it is harmless: a request already final (ISSUED, or FAILED by another consumer) is neither
+  rewritten nor published again; its entry is still acknowledged.
 
   KEYS[1]         the promotion's stream
   KEYS[2..n+1]    the status hash of each request, in the order of the entries in ARGV
@@ -21,7 +22,8 @@ local n = (#ARGV - 2) / 8
 for i = 0, n - 1 do
   local a = 3 + i * 8
   local statusKey = KEYS[2 + i]
-  if redis.call('HGET', statusKey, 's') ~= 'ISSUED' then
+  local state = redis.call('HGET', statusKey, 's')
+  if state ~= 'ISSUED' and state ~= 'FAILED' then
     redis.call('HSET', statusKey, 's', 'ISSUED', 'u', ARGV[a + 3], 't', ARGV[a + 4],
       'c', ARGV[a + 5], 'k', ARGV[a + 6], 'i', ARGV[a + 7])
     redis.call('PEXPIRE', statusKey, ttl)

@@ -22,7 +22,7 @@
   ARGV[7] how long the user hash outlives the promotion's end, ms
 
   Returns { code, requestId, position, remainingStock }:
-    1 QUEUED, 2 QUEUED (replay of an idempotency key: the first call's requestId and position),
+    1 QUEUED, 2 QUEUED (replay of an idempotency key: the first call's payload, as it was),
    -1 NOT_FOUND, -2 NOT_STARTED, -3 ENDED, -4 ALREADY_REQUESTED (requestId = the user's latest), -5 SOLD_OUT.
   requestId is "" and position 0 when they do not apply.
 ]]
@@ -36,8 +36,8 @@ end
 if idemKey ~= '' then
   local first = redis.call('GET', KEYS[5])
   if first then
-    local sep = string.find(first, ' ', 1, true)
-    return { 2, string.sub(first, 1, sep - 1), tonumber(string.sub(first, sep + 1)), remaining() }
+    local id, position, left = string.match(first, '^(%S+) (%d+) (%d+)$')
+    return { 2, id, tonumber(position), tonumber(left) }
   end
 end
 
@@ -74,7 +74,7 @@ redis.call('HSET', KEYS[4], 'n', held + 1, 'last', requestId)
 redis.call('PEXPIREAT', KEYS[4], string.format('%d', endsAt + tonumber(ARGV[7])))
 
 if idemKey ~= '' then
-  redis.call('SET', KEYS[5], requestId .. ' ' .. position, 'PX', ARGV[5])
+  redis.call('SET', KEYS[5], requestId .. ' ' .. position .. ' ' .. stock, 'PX', ARGV[5])
 end
 
 redis.call('HSET', KEYS[6], 's', 'QUEUED', 'u', userId, 't', nowMs)
