@@ -1,0 +1,160 @@
+/**
+ * The two servers under test run as child processes, so each has its own event loop and can take a core.
+ * Only these children are ever signalled, by their own pid.
+ */
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+
+export interface Child {
+  name: string;
+  pid: number;
+  /** Resolves when the process has exited, with its code or signal. */
+  exited: Promise<string>;
+  /** Its last lines of output, to explain a failure. */
+  tail(): string;
+  process: ChildProcess;
+}
+
+const TAIL_LINES = 30;
+
+function track(name: string, child: ChildProcess): Child {
+  if (child.pid === undefined) throw new Error(`${name}: could not start`);
+  const lines: string[] = [];
+  const collect = (chunk: Buffer) => {
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (!line.trim()) continue;
+      lines.push(line);
+      if (lines.length > TAIL_LINES) lines.shift();
+      // The service logs at warn and above only: whatever it says during a benchmark is worth seeing.
+      process.stderr.write(`[${name}] ${line}\n`);
+    }
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  const exited = new Promise<string>((resolve) => child.once('exit', (code, signal) => resolve(signal ?? `code ${code}`)));
+  return { name, pid: child.pid, exited, tail: () => lines.join('\n'), process: child };
+}
+
+const hasExited = (child: Child) => child.process.exitCode !== null || child.process.signalCode !== null;
+
+/** Fails as soon as the child exits, so a crash at start is reported at once rather than as a timeout. */
+function failOnExit(child: Child): Promise<never> {
+  const crashed = child.exited.then((how): never => {
+    throw new Error(`${child.name} exited (${how}) before it was ready:\n${child.tail()}`);
+  });
+  // Once the child is ready nobody awaits this any more; its later exit must not be an unhandled rejection.
+  crashed.catch(() => undefined);
+  return crashed;
+}
+
+function timeout(ms: number, what: string): { promise: Promise<never>; cancel: () => void } {
+  let timer: NodeJS.Timeout | undefined;
+  const promise = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not ready within ${ms} ms`)), ms);
+  });
+  return { promise, cancel: () => clearTimeout(timer) };
+}
+
+/** A port free right now on loopback (the service takes PORT from its environment and does not report it back). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Forks bench/bare-server.ts through swc, like `npm run bench` itself, and waits for the port it reports. */
+export async function startBare(
+  env: Record<string, string>,
+  nodeFlags: string[],
+  onSpawn: (child: Child) => void,
+): Promise<{ child: Child; port: number }> {
+  const child = track(
+    'bare',
+    fork(join(__dirname, 'bare-server.ts'), [], {
+      cwd: join(__dirname, '..'),
+      execArgv: [...nodeFlags, '-r', '@swc-node/register'],
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    }),
+  );
+  onSpawn(child);
+  const ready = new Promise<number>((resolve) => {
+    child.process.once('message', (message: unknown) => {
+      const port = (message as { port?: unknown } | null)?.port;
+      if (typeof port === 'number') resolve(port);
+    });
+  });
+  const limit = timeout(30_000, 'bare server');
+  try {
+    const port = await Promise.race([ready, failOnExit(child), limit.promise]);
+    return { child, port };
+  } catch (error) {
+    await stopChild(child);
+    throw error;
+  } finally {
+    limit.cancel();
+  }
+}
+
+/**
+ * Spawns the service (`node` meaning this very node binary) and waits for GET /readyz to answer 200:
+ * Redis, PostgreSQL and the migrations are then checked, so the load can start.
+ */
+export async function startService(
+  command: string[],
+  env: Record<string, string>,
+  baseUrl: string,
+  cwd: string,
+  onSpawn: (child: Child) => void,
+): Promise<Child> {
+  const [bin, ...args] = command as [string, ...string[]];
+  const executable = bin === 'node' ? process.execPath : bin;
+  const child = track('service', spawn(executable, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
+  onSpawn(child);
+  let waiting = true;
+  const poll = (async () => {
+    while (waiting) {
+      const ok = await fetch(`${baseUrl}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (ok) return;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  })();
+  const limit = timeout(90_000, 'service');
+  try {
+    await Promise.race([poll, failOnExit(child), limit.promise]);
+    return child;
+  } catch (error) {
+    await stopChild(child);
+    throw error;
+  } finally {
+    waiting = false;
+    limit.cancel();
+  }
+}
+
+/** SIGTERM, then SIGKILL if it has not exited within graceMs. Returns how it ended. */
+export async function stopChild(child: Child, graceMs = 10_000): Promise<string> {
+  if (hasExited(child)) return child.exited;
+  child.process.kill('SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  const killed = new Promise<string>((resolve) => {
+    timer = setTimeout(() => {
+      if (!hasExited(child)) child.process.kill('SIGKILL');
+      resolve(child.exited.then((how) => `${how} (after SIGKILL: no exit within ${graceMs} ms of SIGTERM)`));
+    }, graceMs);
+  });
+  try {
+    return await Promise.race([child.exited, killed]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
