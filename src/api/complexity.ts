@@ -14,6 +14,8 @@ export const COMPLEXITY_LIMITS = { maxDepth: 8, maxFields: 300 } as const;
  * fragments expanded. Introspection (__schema, __type) is exempt so GraphiQL and codegen keep working.
  */
 export function assertOperationComplexity(document: DocumentNode, operation: OperationDefinitionNode): void {
+  // Apollo reuses the parsed document of a repeated query: an operation checked once passes for good.
+  if (withinLimits.has(operation)) return;
   const fragments = new Map<string, FragmentDefinitionNode>();
   for (const def of document.definitions) if (def.kind === Kind.FRAGMENT_DEFINITION) fragments.set(def.name.value, def);
 
@@ -43,4 +45,7 @@ export function assertOperationComplexity(document: DocumentNode, operation: Ope
     }
   };
   visit(operation.selectionSet, 1, new Set());
+  withinLimits.add(operation);
 }
+
+const withinLimits = new WeakSet<OperationDefinitionNode>();
