@@ -282,3 +282,17 @@ test('When a promotion ended over an hour ago, then its keys expire once its que
     expect(ttl).toBeLessThanOrEqual(HOUR);
   }
 });
+
+test('When several consumers read one group, then they share the work and store each request once', async () => {
+  const p = await newPromotion(400);
+  const a = await startConsumer({ batchSize: 20 });
+  const b = await startConsumer({ batchSize: 20 });
+
+  const ids = await queue(p, 400);
+  await allIssued(p, ids);
+
+  const storedBy = [a, b].map((c) => c.batches.reduce((sum, n) => sum + n, 0));
+  expect(storedBy[0]).toBeGreaterThan(0);
+  expect(storedBy[1]).toBeGreaterThan(0);
+  expect((storedBy[0] ?? 0) + (storedBy[1] ?? 0)).toBe(400);
+});
