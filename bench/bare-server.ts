@@ -44,7 +44,7 @@ async function main(): Promise<void> {
   // Same client options, key layout and status TTL (the service's default STATUS_TTL_SECONDS) as the service.
   const redis = createRedis(required('BARE_REDIS_URL'), 'bench-bare');
   await connectRedis(redis);
-  const store = new RedisReservationStore(redis, new RedisKeys(required('BARE_KEY_PREFIX')), 7 * 86400 * 1000);
+  const store = new RedisReservationStore(redis, new RedisKeys(required('BARE_KEY_PREFIX')));
 
   const now = new Date();
   await store.setupPromotion(

@@ -65,7 +65,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
 
   const metrics = new Metrics(() => readQueueDepth(redis, keys));
   const statusTtlMs = config.statusTtlSeconds * 1000;
-  const reservations = new RedisReservationStore(redis, keys, statusTtlMs);
+  const reservations = new RedisReservationStore(redis, keys);
   const promotionRepository = new PrismaPromotionRepository(db);
   const couponRepository = new PrismaCouponRepository(db);
   const clock = { now: () => new Date() };

@@ -67,7 +67,7 @@ export class IssuanceService {
     const { requestId, promotionId } = filter;
     if (requestId == null) {
       const feed = await this.events.watchUser(user.userId);
-      return promotionId == null ? feed : closing(feed, filtered(feed, (i) => i.promotionId === promotionId));
+      return closing(feed, finals(feed, (i) => promotionId == null || i.promotionId === promotionId));
     }
 
     const requestPromotion = promotionIdOfRequest(requestId);
@@ -89,7 +89,7 @@ export class IssuanceService {
       feed.close();
       throw new NotFoundError('Request');
     }
-    return closing(feed, untilFinal(feed, current, requestId));
+    return closing(feed, untilFinal(feed, current, () => this.lookup(requestId)));
   }
 
   /** Redis holds the live status; PostgreSQL answers once that status has expired. */
@@ -102,23 +102,26 @@ export class IssuanceService {
   }
 }
 
-async function* filtered(feed: IssuanceFeed, keep: (issuance: Issuance) => boolean): AsyncGenerator<Issuance> {
+/** The live final states that pass `keep`. A gap cannot be replayed here: this feed is live only (README). */
+async function* finals(feed: IssuanceFeed, keep: (issuance: Issuance) => boolean): AsyncGenerator<Issuance> {
   try {
-    for await (const issuance of feed) if (keep(issuance)) yield issuance;
+    for await (const event of feed) if (event.kind === 'final' && keep(event.issuance)) yield event.issuance;
   } finally {
     feed.close();
   }
 }
 
-async function* untilFinal(feed: IssuanceFeed, current: Issuance, requestId: string): AsyncGenerator<Issuance> {
+/** One request's final state: at once if already final, else when it arrives; after a gap, read it again. */
+async function* untilFinal(feed: IssuanceFeed, current: Issuance, reread: () => Promise<Issuance | null>): AsyncGenerator<Issuance> {
   try {
     if (isFinal(current)) {
       yield current;
       return;
     }
-    for await (const issuance of feed) {
-      if (issuance.requestId === requestId && isFinal(issuance)) {
-        yield issuance;
+    for await (const event of feed) {
+      const latest = event.kind === 'gap' ? await reread() : event.issuance;
+      if (latest && latest.requestId === current.requestId && isFinal(latest)) {
+        yield latest;
         return;
       }
     }

@@ -63,8 +63,14 @@ export interface ReservationStore {
   issuance(requestId: string): Promise<Issuance | null>;
 }
 
+/**
+ * What a live feed carries: a final issuance state, or a gap, when the feed's listener lost its connection
+ * for a while and events published meanwhile may be missing (read the state again to catch up).
+ */
+export type FeedEvent = { kind: 'final'; issuance: Issuance } | { kind: 'gap' };
+
 /** A live feed of one user's final issuance states. */
-export interface IssuanceFeed extends AsyncIterable<Issuance> {
+export interface IssuanceFeed extends AsyncIterable<FeedEvent> {
   close(): void;
 }
 

@@ -3,13 +3,16 @@ import { defineScripts, type ScriptedRedis } from './scripts';
 
 /**
  * Builds an ioredis client with the project's scripts defined. Nothing connects at import time.
- * Commands queue while connecting; a request then fails fast rather than waiting forever.
+ * Commands queue while connecting; a request then fails fast rather than waiting forever. A command already
+ * sent when the connection drops is never sent again: it may have run, and running a reservation or a
+ * stock addition twice is exactly what must not happen (the caller sees an error instead).
  */
 export function createRedis(url: string, connectionName: string): ScriptedRedis {
   const redis = new Redis(url, {
     connectionName,
     maxRetriesPerRequest: 3,
     enableAutoPipelining: false,
+    autoResendUnfulfilledCommands: false,
     lazyConnect: true,
   });
   return defineScripts(redis);

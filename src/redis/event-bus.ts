@@ -1,15 +1,16 @@
 import type { Redis } from 'ioredis';
-import type { IssuanceEvents, IssuanceFeed } from '../domain/ports';
-import type { Issuance } from '../domain/types';
+import type { FeedEvent, IssuanceEvents, IssuanceFeed } from '../domain/ports';
 import { decodeIssuance } from './issuance-codec';
 import type { RedisKeys } from './keys';
 
-type Listener = (issuance: Issuance) => void;
+type Listener = (event: FeedEvent) => void;
 
 /**
  * Final issuance states over Redis pub/sub, one channel per user: an instance subscribes only to the
  * channels of users it serves, so any instance can serve any client, and no event is filtered per subscriber.
  * One subscriber connection per process, with channels reference-counted across local feeds.
+ * Pub/sub keeps nothing for a disconnected subscriber: after a reconnect (ioredis subscribes again by itself),
+ * every feed is told of the gap, so a feed waiting for one request reads its state again.
  */
 export class RedisIssuanceEvents implements IssuanceEvents {
   private readonly listeners = new Map<string, Set<Listener>>();
@@ -20,28 +21,44 @@ export class RedisIssuanceEvents implements IssuanceEvents {
     private readonly keys: RedisKeys,
   ) {
     subscriber.on('message', (channel: string, message: string) => this.dispatch(channel, message));
+    let connected = subscriber.status === 'ready';
+    subscriber.on('ready', () => {
+      if (!connected) {
+        connected = true;
+        return;
+      }
+      // PING is answered after the SUBSCRIBEs sent on reconnect: from then on nothing more is missed.
+      subscriber.ping().then(
+        () => this.signalGap(),
+        () => undefined, // the connection dropped again: the next 'ready' signals the gap
+      );
+    });
+  }
+
+  private signalGap(): void {
+    for (const listeners of this.listeners.values()) for (const listener of listeners) listener({ kind: 'gap' });
   }
 
   private dispatch(channel: string, message: string): void {
     const listeners = this.listeners.get(channel);
     if (!listeners) return;
-    let issuance: Issuance | null;
+    let issuance;
     try {
       issuance = decodeIssuance(JSON.parse(message) as Record<string, string | number>);
     } catch {
       return; // not ours: a message that is not JSON cannot be an issuance
     }
     if (!issuance) return;
-    for (const listener of listeners) listener(issuance);
+    for (const listener of listeners) listener({ kind: 'final', issuance });
   }
 
   async watchUser(userId: string): Promise<IssuanceFeed> {
     const channel = this.keys.userChannel(userId);
-    const queue: Issuance[] = [];
+    const queue: FeedEvent[] = [];
     let wake: (() => void) | null = null;
     let closed = false;
-    const listener: Listener = (issuance) => {
-      queue.push(issuance);
+    const listener: Listener = (event) => {
+      queue.push(event);
       wake?.();
     };
 
@@ -73,7 +90,7 @@ export class RedisIssuanceEvents implements IssuanceEvents {
     return {
       close,
       [Symbol.asyncIterator]: () => ({
-        next: async (): Promise<IteratorResult<Issuance>> => {
+        next: async (): Promise<IteratorResult<FeedEvent>> => {
           while (!closed && queue.length === 0) {
             await new Promise<void>((resolve) => (wake = resolve));
             wake = null;
@@ -81,7 +98,7 @@ export class RedisIssuanceEvents implements IssuanceEvents {
           const value = queue.shift();
           return value ? { value, done: false } : { value: undefined, done: true };
         },
-        return: async (): Promise<IteratorResult<Issuance>> => {
+        return: async (): Promise<IteratorResult<FeedEvent>> => {
           close();
           return { value: undefined, done: true };
         },

@@ -41,12 +41,15 @@ export class RedisKeys {
     return `${this.tag(promotionId)}:user:${userId}`;
   }
 
-  /** string: "<requestId> <position> <remainingStock>", the first QUEUED payload for this key; expires after 24 h */
+  /**
+   * string: "<requestId> <position> <remainingStock>", the first QUEUED payload for this key; expires after 24 h.
+   * `|` cannot occur in a user id, so no (user, key) pair can spell another's key.
+   */
   idempotency(promotionId: string, userId: string, idempotencyKey: string): string {
-    return `${this.tag(promotionId)}:idem:${userId}:${idempotencyKey}`;
+    return `${this.tag(promotionId)}:idem:${userId}|${idempotencyKey}`;
   }
 
-  /** hash: the issuance status of one request (s, u, t, and c/k/i once issued, f once failed) */
+  /** hash: the issuance status of one request (s, u, t, n = position; c/k/i once issued, f once failed) */
   status(promotionId: string, requestId: string): string {
     return `${this.tag(promotionId)}:req:${requestId}`;
   }

@@ -13,7 +13,6 @@ export class RedisReservationStore implements ReservationStore {
   constructor(
     private readonly redis: ScriptedRedis,
     private readonly keys: RedisKeys,
-    private readonly statusTtlMs: number,
   ) {}
 
   async reserve({ promotionId, userId, requestId, idempotencyKey }: ReserveArgs): Promise<IssueResult> {
@@ -31,7 +30,6 @@ export class RedisReservationStore implements ReservationStore {
       promotionId,
       idempotencyKey ?? '',
       IDEMPOTENCY_TTL_MS,
-      this.statusTtlMs,
       USER_GRACE_MS,
     );
     const outcome = ISSUE_CODES[code as keyof typeof ISSUE_CODES];

@@ -106,7 +106,7 @@ beforeAll(async () => {
   redis = createRedis(env.redisUrl, 'test-commands');
   await connectRedis(redis);
   keys = new RedisKeys(env.prefix);
-  store = new RedisReservationStore(redis, keys, HOUR);
+  store = new RedisReservationStore(redis, keys);
 });
 
 afterEach(async () => {

@@ -41,7 +41,7 @@ const reserve = (p: PromotionRecord, userId: string, idempotencyKey: string | nu
 beforeAll(async () => {
   redis = createRedis(TEST_REDIS_URL, 'test');
   await connectRedis(redis);
-  store = new RedisReservationStore(redis, keys, HOUR);
+  store = new RedisReservationStore(redis, keys);
 });
 
 afterAll(async () => {
@@ -61,8 +61,9 @@ describe('issue.lua', () => {
     expect(first.requestId?.startsWith(`${p.id}.`)).toBe(true);
     expect(await redis.xlen(keys.promotion(p.id).stream)).toBe(2);
     const status = await redis.hgetall(keys.status(p.id, first.requestId as string));
-    expect(status).toMatchObject({ s: 'QUEUED', u: 'u1' });
-    expect(await redis.pttl(keys.status(p.id, first.requestId as string))).toBeGreaterThan(0);
+    expect(status).toMatchObject({ s: 'QUEUED', u: 'u1', n: '1' });
+    // No TTL while queued: however long PostgreSQL is away, the request keeps its status.
+    expect(await redis.pttl(keys.status(p.id, first.requestId as string))).toBe(-1);
   });
 
   test('When the stock is gone, then SOLD_OUT, and nothing more is queued', async () => {
@@ -127,6 +128,31 @@ describe('issue.lua', () => {
     expect(await reserve(p, 'u2')).toMatchObject({ outcome: 'QUEUED', position: 2, remainingStock: 1 });
   });
 
+  test('When the same call reaches Redis twice (a resent command), then it reserves once and answers the same', async () => {
+    const p = await created({ totalStock: 5, perUserLimit: 3 });
+    const requestId = newRequestId(p.id);
+    const call = () => store.reserve({ promotionId: p.id, userId: 'erin', requestId, idempotencyKey: null });
+
+    const first = await call();
+    const again = await call();
+
+    expect(again).toEqual(first);
+    expect(await redis.xlen(keys.promotion(p.id).stream)).toBe(1);
+    expect(await redis.hget(keys.user(p.id, 'erin'), 'n')).toBe('1');
+    expect(await redis.get(keys.promotion(p.id).stock)).toBe('4');
+  });
+
+  test('When user ids and keys contain separators, then no user can replay another user\'s key', async () => {
+    const p = await created({ perUserLimit: 2 });
+
+    const bob = await reserve(p, 'bob', 'x:y');
+    const bobX = await reserve(p, 'bob:x', 'y');
+
+    expect(bobX.outcome).toBe('QUEUED');
+    expect(bobX.requestId).not.toBe(bob.requestId);
+    expect(await redis.xlen(keys.promotion(p.id).stream)).toBe(2);
+  });
+
   test('When the promotion is unknown, then NOT_FOUND and no key is created', async () => {
     const p = promotion();
 
@@ -160,7 +186,7 @@ describe('issue.lua', () => {
       Array.from({ length: 8 }, async (_, i) => {
         const c = createRedis(TEST_REDIS_URL, `race-${i}`);
         await connectRedis(c);
-        return { client: c, store: new RedisReservationStore(c, keys, HOUR) };
+        return { client: c, store: new RedisReservationStore(c, keys) };
       }),
     );
     try {

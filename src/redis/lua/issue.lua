@@ -1,16 +1,17 @@
 --[[
   issue: reserve one coupon of a promotion for a user, atomically, and queue the request.
 
-  Checks, in order: idempotent replay, promotion exists, window (Redis TIME), the user's count
-  against perUserLimit, stock. On success: DECR stock, INCR the reservation sequence, count the user,
-  record the idempotency key, record status QUEUED, XADD the request to the promotion's stream.
+  Checks, in order: idempotent replay, a repeat of this very requestId (a resent command), promotion
+  exists, window (Redis TIME), the user's count against perUserLimit, stock. On success: DECR stock, INCR
+  the reservation sequence, count the user, record the idempotency key, record status QUEUED (no TTL
+  while queued: confirm or fail sets it), XADD the request to the promotion's stream.
 
   KEYS[1] meta hash        (totalStock, perUserLimit, startsAt, endsAt, endedAt?)
   KEYS[2] stock            (remaining, integer)
   KEYS[3] seq              (reservations made so far)
   KEYS[4] user hash        (n = reservations held, last = latest requestId)
   KEYS[5] idempotency key  (only read or written when ARGV[4] is not empty)
-  KEYS[6] status hash of the new request
+  KEYS[6] status hash of the new request (s, u, t, n = position)
   KEYS[7] stream
 
   ARGV[1] userId
@@ -18,8 +19,7 @@
   ARGV[3] promotionId
   ARGV[4] idempotency key  ("" when none)
   ARGV[5] idempotency TTL, ms
-  ARGV[6] status TTL, ms
-  ARGV[7] how long the user hash outlives the promotion's end, ms
+  ARGV[6] how long the user hash outlives the promotion's end, ms
 
   Returns { code, requestId, position, remainingStock }:
     1 QUEUED, 2 QUEUED (replay of an idempotency key: the first call's payload, as it was),
@@ -39,6 +39,12 @@ if idemKey ~= '' then
     local id, position, left = string.match(first, '^(%S+) (%d+) (%d+)$')
     return { 2, id, tonumber(position), tonumber(left) }
   end
+end
+
+-- The same requestId twice can only be one call delivered twice: answer what the first one got.
+local done = redis.call('HMGET', KEYS[6], 'u', 'n')
+if done[1] == userId and done[2] then
+  return { 1, requestId, tonumber(done[2]), remaining() }
 end
 
 local meta = redis.call('HMGET', KEYS[1], 'perUserLimit', 'startsAt', 'endsAt', 'endedAt')
@@ -71,14 +77,13 @@ stock = redis.call('DECR', KEYS[2])
 local position = redis.call('INCR', KEYS[3])
 
 redis.call('HSET', KEYS[4], 'n', held + 1, 'last', requestId)
-redis.call('PEXPIREAT', KEYS[4], string.format('%d', endsAt + tonumber(ARGV[7])))
+redis.call('PEXPIREAT', KEYS[4], string.format('%d', endsAt + tonumber(ARGV[6])))
 
 if idemKey ~= '' then
   redis.call('SET', KEYS[5], requestId .. ' ' .. position .. ' ' .. stock, 'PX', ARGV[5])
 end
 
-redis.call('HSET', KEYS[6], 's', 'QUEUED', 'u', userId, 't', nowMs)
-redis.call('PEXPIRE', KEYS[6], ARGV[6])
+redis.call('HSET', KEYS[6], 's', 'QUEUED', 'u', userId, 't', nowMs, 'n', position)
 
 redis.call('XADD', KEYS[7], '*', 'r', requestId, 'u', userId, 'p', promotionId, 't', nowMs)
 

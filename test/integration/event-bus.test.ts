@@ -1,0 +1,74 @@
+import { StreamConsumer } from '../../src/consumer/stream-consumer';
+import { createDb, type Db } from '../../src/db/client';
+import { PrismaCouponRepository } from '../../src/db/coupon-repository';
+import { PrismaPromotionRepository } from '../../src/db/promotion-repository';
+import { newPromotionId } from '../../src/domain/identifiers';
+import { IssuanceService } from '../../src/domain/issuance-service';
+import type { Issuance, PromotionRecord } from '../../src/domain/types';
+import { connectRedis, createDedicatedRedis, createRedis } from '../../src/redis/client';
+import { RedisIssuanceEvents } from '../../src/redis/event-bus';
+import { RedisKeys } from '../../src/redis/keys';
+import { RedisReservationStore } from '../../src/redis/reservation-store';
+import type { ScriptedRedis } from '../../src/redis/scripts';
+import { createTestEnvironment, type TestEnvironment } from '../helpers/environment';
+import { TcpProxy } from '../helpers/tcp-proxy';
+
+/** The server's own pub/sub connection drops while a confirmation is published: the watcher still gets it. */
+
+let env: TestEnvironment;
+let db: Db;
+let redis: ScriptedRedis;
+let subscriber: ScriptedRedis;
+let proxy: TcpProxy;
+
+beforeAll(async () => {
+  env = await createTestEnvironment('event_bus');
+  db = createDb(env.databaseUrl);
+  redis = createRedis(env.redisUrl, 'test-commands');
+  proxy = new TcpProxy('127.0.0.1', Number(new URL(env.redisUrl).port || 6379));
+  const viaProxy = new URL(env.redisUrl);
+  viaProxy.port = String(await proxy.start());
+  subscriber = createDedicatedRedis(viaProxy.toString(), 'test-events');
+  await Promise.all([connectRedis(redis), connectRedis(subscriber)]);
+});
+
+afterAll(async () => {
+  await proxy.restore();
+  subscriber.disconnect();
+  redis.disconnect();
+  await proxy.stop();
+  await db.$disconnect();
+  await env.cleanup();
+});
+
+test('When the subscriber connection is down while a request is confirmed, then couponIssued(requestId) still delivers it', async () => {
+  const keys = new RedisKeys(env.prefix);
+  const reservations = new RedisReservationStore(redis, keys);
+  const coupons = new PrismaCouponRepository(db);
+  const service = new IssuanceService(reservations, coupons, new RedisIssuanceEvents(subscriber, keys));
+  const now = Date.now();
+  const promotion: PromotionRecord = { id: newPromotionId(), name: 'gap', totalStock: 3, perUserLimit: 1, startsAt: new Date(now - 1000), endsAt: new Date(now + 3600_000), endedAt: null, createdAt: new Date(now) };
+  await new PrismaPromotionRepository(db).create(promotion);
+  await reservations.setupPromotion(promotion, 0);
+  const alice = { userId: 'alice', isAdmin: false };
+  const { requestId } = await service.issue(alice, promotion.id);
+  const watch = (await service.watch(alice, { requestId }))[Symbol.asyncIterator]();
+  const first = watch.next();
+
+  await proxy.cut(); // the service's pub/sub connection is gone; ioredis keeps trying to reconnect
+  const noop = () => undefined;
+  const reader = createDedicatedRedis(env.redisUrl, 'test-reader');
+  const consumer = new StreamConsumer(reader, redis, keys, coupons,
+    { consumerName: 'c', batchSize: 10, blockMs: 50, claimIdleMs: 60_000, maxBackoffMs: 100, statusTtlMs: 3600_000 },
+    { persisted: noop, confirmed: noop, failed: noop, retrying: noop, error: noop });
+  expect(await consumer.pollOnce()).toBe(1); // stored, ISSUED, published to nobody
+  expect((await reservations.issuance(requestId as string))?.status).toBe('ISSUED');
+  reader.disconnect();
+  await proxy.restore();
+
+  const timeout = new Promise<'timed out'>((resolve) => setTimeout(() => resolve('timed out'), 15_000).unref());
+  const delivered = await Promise.race([first, timeout]);
+  expect(delivered).not.toBe('timed out');
+  expect((delivered as IteratorResult<Issuance>).value).toMatchObject({ requestId, status: 'ISSUED', userId: 'alice' });
+  expect(await watch.next()).toEqual({ value: undefined, done: true });
+});
