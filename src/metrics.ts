@@ -55,8 +55,13 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry });
     if (queueDepth) {
       let last: Promise<QueueDepth> | null = null;
-      // One Redis read per scrape, shared by the three gauges.
-      const read = () => (last ??= queueDepth().finally(() => setTimeout(() => (last = null), 100)));
+      const unknown: QueueDepth = { entries: Number.NaN, pending: Number.NaN, deadLetter: Number.NaN };
+      // One Redis read per scrape, shared by the three gauges. With Redis away the gauges read NaN, and
+      // the rest of /metrics is still served: that is when it is needed most.
+      const read = () =>
+        (last ??= queueDepth()
+          .catch(() => unknown)
+          .finally(() => setTimeout(() => (last = null), 100)));
       const gauge = (name: string, help: string, pick: (d: QueueDepth) => number) =>
         new Gauge({
           name,

@@ -11,7 +11,8 @@ export const COMPLEXITY_LIMITS = { maxDepth: 8, maxFields: 300 } as const;
 
 /**
  * Bounds the work a single operation can ask for: selection depth and the number of fields selected,
- * fragments expanded. Introspection (__schema, __type) is exempt so GraphiQL and codegen keep working.
+ * fragments expanded. Introspection is exempt so GraphiQL and codegen keep working, but only as one
+ * unaliased __schema and __type at the root: aliases would let it be repeated at will.
  */
 export function assertOperationComplexity(document: DocumentNode, operation: OperationDefinitionNode): void {
   // Apollo reuses the parsed document of a repeated query: an operation checked once passes for good.
@@ -25,7 +26,8 @@ export function assertOperationComplexity(document: DocumentNode, operation: Ope
     deepest = Math.max(deepest, depth);
     for (const selection of set.selections) {
       if (selection.kind === Kind.FIELD) {
-        if (depth === 1 && selection.name.value.startsWith('__') && selection.name.value !== '__typename') continue;
+        const name = selection.name.value;
+        if (depth === 1 && !selection.alias && (name === '__schema' || name === '__type')) continue;
         fields++;
         if (selection.selectionSet) visit(selection.selectionSet, depth + 1, seen);
       } else if (selection.kind === Kind.INLINE_FRAGMENT) {

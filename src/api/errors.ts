@@ -16,7 +16,14 @@ export const ERROR_CODES = [
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
 const KNOWN_CODES = new Set<string>(ERROR_CODES);
-const PASSED_THROUGH = new Set<string>([...ERROR_CODES, 'PERSISTED_QUERY_NOT_FOUND', 'OPERATION_RESOLUTION_FAILURE', 'BAD_REQUEST']);
+
+/** Apollo's own codes for requests it cannot run, mapped into the contract's list. */
+const APOLLO_CODES: Record<string, ErrorCode> = {
+  BAD_REQUEST: 'GRAPHQL_PARSE_FAILED', // no query, or a request Apollo cannot read
+  OPERATION_RESOLUTION_FAILURE: 'GRAPHQL_VALIDATION_FAILED', // operationName names no operation
+  PERSISTED_QUERY_NOT_FOUND: 'GRAPHQL_VALIDATION_FAILED',
+  PERSISTED_QUERY_NOT_SUPPORTED: 'GRAPHQL_VALIDATION_FAILED',
+};
 
 /** The code and safe extensions of a domain error, or null when it is not one. */
 function domainError(error: unknown): { code: ErrorCode; message: string; extra?: Record<string, unknown> } | null {
@@ -38,10 +45,11 @@ export function createErrorFormatter(options: { development: boolean; onInternal
     if (known) {
       return { ...formatted, message: known.message, extensions: { code: known.code, ...known.extra } };
     }
-    const code = formatted.extensions?.code;
-    if (typeof code === 'string' && PASSED_THROUGH.has(code) && code !== 'INTERNAL_SERVER_ERROR') {
+    const raw = formatted.extensions?.code;
+    const code = typeof raw === 'string' ? (APOLLO_CODES[raw] ?? raw) : undefined;
+    if (code !== undefined && KNOWN_CODES.has(code) && code !== 'INTERNAL_SERVER_ERROR') {
       const { stacktrace, ...extensions } = formatted.extensions ?? {};
-      return { ...formatted, extensions: options.development ? { ...extensions, stacktrace } : extensions };
+      return { ...formatted, extensions: { ...extensions, code, ...(options.development ? { stacktrace } : {}) } };
     }
     options.onInternal(original);
     if (options.development) return { ...formatted, extensions: { ...formatted.extensions, code: 'INTERNAL_SERVER_ERROR' } };

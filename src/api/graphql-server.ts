@@ -13,6 +13,21 @@ import { createErrorFormatter } from './errors';
 
 /** Closes the socket when the token it was opened with expires, with the same code as a bad token. */
 const CLOSE_UNAUTHORIZED = 4403;
+/** setTimeout's ceiling (about 24.8 days): a later expiry is re-armed in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The same bound as an HTTP body: no subscribe message needs more. */
+const MAX_MESSAGE_BYTES = 1024 * 1024;
+
+function closeAt(socket: { close(code: number, reason: string): void; once(event: 'close', fn: () => void): unknown }, expiresAt: number): void {
+  let timer: NodeJS.Timeout;
+  const arm = () => {
+    const left = expiresAt - Date.now();
+    timer = left > MAX_TIMER_MS ? setTimeout(arm, MAX_TIMER_MS) : setTimeout(() => socket.close(CLOSE_UNAUTHORIZED, 'Token expired'), Math.max(0, left));
+    timer.unref();
+  };
+  arm();
+  socket.once('close', () => clearTimeout(timer));
+}
 
 export interface GraphQLServerOptions {
   schema: GraphQLSchema;
@@ -46,7 +61,7 @@ function once(fn: () => Promise<void> | void): () => Promise<void> {
 
 export async function createGraphQLServer(options: GraphQLServerOptions): Promise<GraphQLServer> {
   const formatError = createErrorFormatter({ development: options.development, onInternal: options.onInternalError });
-  const wsServer = new WebSocketServer({ server: options.httpServer, path: '/graphql' });
+  const wsServer = new WebSocketServer({ server: options.httpServer, path: '/graphql', maxPayload: MAX_MESSAGE_BYTES });
 
   const ws = useServer<Record<string, unknown> | undefined, { caller: Caller | null }>(
     {
@@ -65,11 +80,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         ctx.extra.caller = caller;
         const token = raw?.replace(/^Bearer\s+/i, '');
         const expiresAt = token ? options.authenticator.expiresAt(token) : null;
-        if (expiresAt !== null) {
-          const timer = setTimeout(() => ctx.extra.socket.close(CLOSE_UNAUTHORIZED, 'Token expired'), Math.max(0, expiresAt - Date.now()));
-          timer.unref();
-          ctx.extra.socket.once('close', () => clearTimeout(timer));
-        }
+        if (expiresAt !== null) closeAt(ctx.extra.socket, expiresAt);
         return true;
       },
       onSubscribe: (ctx, _id, payload): ExecutionArgs | readonly GraphQLError[] => {

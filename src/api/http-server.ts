@@ -29,20 +29,28 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(JSON.stringify(body));
 }
 
+class BodyTooLarge extends Error {}
+
+/** The body as text. Past MAX_BODY_BYTES it fails at once and the rest is read and dropped. */
 function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let tooLarge = false;
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
+      if (tooLarge) return;
       if (size > MAX_BODY_BYTES) {
-        reject(Object.assign(new Error('body too large'), { status: 413 }));
-        req.destroy();
+        tooLarge = true;
+        chunks.length = 0;
+        reject(new BodyTooLarge());
         return;
       }
       chunks.push(chunk);
     });
-    req.on('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => {
+      if (!tooLarge) resolve(chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8'));
+    });
     req.on('error', reject);
   });
 }
@@ -104,11 +112,18 @@ export function createHttpServer(deps: HttpDeps): Server {
 
     let body: unknown;
     if (req.method === 'POST') {
-      const raw = await readBody(req);
+      let raw: string;
+      try {
+        raw = await readBody(req);
+      } catch (error) {
+        if (!(error instanceof BodyTooLarge)) throw error;
+        const message = `Request body is larger than ${MAX_BODY_BYTES} bytes`;
+        return sendJson(res, 413, { errors: [{ message, extensions: { code: 'BAD_USER_INPUT', field: 'body' } }] }, { connection: 'close' });
+      }
       try {
         body = raw === '' ? {} : JSON.parse(raw);
       } catch {
-        return sendJson(res, 400, { errors: [{ message: 'Request body is not valid JSON', extensions: { code: 'BAD_REQUEST' } }] });
+        return sendJson(res, 400, { errors: [{ message: 'Request body is not valid JSON', extensions: { code: 'GRAPHQL_PARSE_FAILED' } }] });
       }
     }
 
@@ -164,13 +179,9 @@ export function createHttpServer(deps: HttpDeps): Server {
 
   return createServer((req, res) => {
     handle(req, res).catch((error: unknown) => {
-      const status = (error as { status?: number }).status ?? 500;
-      if (status >= 500) deps.onError(error);
-      if (!res.headersSent) {
-        sendJson(res, status, { errors: [{ message: status === 413 ? 'Request body too large' : 'Internal server error', extensions: { code: status === 413 ? 'BAD_REQUEST' : 'INTERNAL_SERVER_ERROR' } }] });
-      } else {
-        res.destroy();
-      }
+      deps.onError(error);
+      if (res.headersSent) res.destroy();
+      else sendJson(res, 500, { errors: [{ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
     });
   });
 }

@@ -343,3 +343,31 @@ describe('web clients', () => {
     expect(call.headers.get('access-control-allow-origin')).toBe('*');
   });
 });
+
+describe('malformed HTTP requests', () => {
+  type ErrorBody = { errors: { extensions?: Record<string, unknown> }[] };
+  const post = async (body: string) => {
+    const response = await fetch(`${app.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    return { status: response.status, body: (await response.json()) as ErrorBody };
+  };
+
+  test('When the body is not JSON, has no query or names no operation, then the code is one of the contract', async () => {
+    const [notJson, noQuery, noOperation] = await Promise.all([
+      post('{"query": '),
+      post('{"variables": {}}'),
+      post(JSON.stringify({ query: 'query A { promotions { id } }', operationName: 'B' })),
+    ]);
+
+    expect(notJson.status).toBe(400);
+    expect(codeOf(notJson.body)).toBe('GRAPHQL_PARSE_FAILED');
+    expect(codeOf(noQuery.body)).toBe('GRAPHQL_PARSE_FAILED');
+    expect(codeOf(noOperation.body)).toBe('GRAPHQL_VALIDATION_FAILED');
+  });
+
+  test('When the body is over 1 MiB, then 413 and BAD_USER_INPUT naming the body', async () => {
+    const response = await post(JSON.stringify({ query: `{ promotions { id } } # ${'x'.repeat(1024 * 1024)}` }));
+
+    expect(response.status).toBe(413);
+    expect(response.body.errors[0]?.extensions).toEqual({ code: 'BAD_USER_INPUT', field: 'body' });
+  });
+});

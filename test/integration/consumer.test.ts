@@ -276,11 +276,15 @@ test('When a promotion ended over an hour ago, then its keys expire once its que
   await allIssued(p, ids);
   await eventually(async () => ((await redis.sismember(keys.activePromotions(), p.id)) === 0 ? true : undefined), 10_000, 'retired');
 
-  for (const key of [k.meta, k.stock, k.seq, k.stream]) {
+  for (const key of [k.stock, k.seq, k.stream]) {
     const ttl = await redis.pttl(key);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(HOUR);
   }
+  // The meta hash stays as a tombstone: the promotion keeps answering ENDED, never NOT_FOUND.
+  expect(await redis.pttl(k.meta)).toBe(-1);
+  const late = await store.reserve({ promotionId: p.id, userId: 'late', requestId: newRequestId(p.id), idempotencyKey: null });
+  expect(late.outcome).toBe('ENDED');
 });
 
 test('When several consumers read one group, then they share the work and store each request once', async () => {

@@ -36,3 +36,11 @@ describe('operation complexity', () => {
     expect(check(getIntrospectionQuery())).toBeNull();
   });
 });
+
+describe('operation complexity: introspection', () => {
+  test('When introspection is repeated under aliases, then it counts like any field', () => {
+    const aliased = Array.from({ length: 400 }, (_, i) => `a${i}: __schema { queryType { name } }`).join(' ');
+
+    expect(check(`{ ${aliased} }`)).toBe('QUERY_TOO_COMPLEX');
+  });
+});

@@ -1,6 +1,8 @@
 --[[
-  retire: once a promotion has ended (a grace period ago) and its queue is empty, let its keys expire,
-  so Redis memory stays bounded. The caller then drops the promotion from the consumers' registry.
+  retire: once a promotion has ended (a grace period ago) and its queue is empty, let its stock, sequence
+  and streams expire, so Redis memory stays bounded. The meta hash stays, a tombstone of about a hundred
+  bytes, so issue keeps answering ENDED (not NOT_FOUND). The caller then drops the promotion from the
+  consumers' registry.
 
   KEYS[1] meta hash
   KEYS[2] stock
@@ -35,7 +37,7 @@ local ok, pending = pcall(redis.call, 'XPENDING', KEYS[4], ARGV[1])
 if ok and tonumber(pending[1]) > 0 then
   return 0
 end
-for i = 1, 5 do
+for i = 2, 5 do
   redis.call('PEXPIRE', KEYS[i], ARGV[3])
 end
 return 1
