@@ -1,5 +1,5 @@
 import { unwrapResolverError } from '@apollo/server/errors';
-import { GraphQLError, type GraphQLFormattedError } from 'graphql';
+import type { GraphQLFormattedError } from 'graphql';
 import { ForbiddenError, InputError, NotFoundError, UnauthenticatedError } from '../domain/errors';
 
 export const ERROR_CODES = [
@@ -55,12 +55,4 @@ export function createErrorFormatter(options: { development: boolean; onInternal
     if (options.development) return { ...formatted, extensions: { ...formatted.extensions, code: 'INTERNAL_SERVER_ERROR' } };
     return { message: 'Internal server error', locations: formatted.locations, path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
   };
-}
-
-export function isKnownCode(code: unknown): code is ErrorCode {
-  return typeof code === 'string' && KNOWN_CODES.has(code);
-}
-
-export function graphQLErrorOf(code: ErrorCode, message: string, extra: Record<string, unknown> = {}): GraphQLError {
-  return new GraphQLError(message, { extensions: { code, ...extra } });
 }

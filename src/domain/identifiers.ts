@@ -1,5 +1,4 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { InputError } from './errors';
 
 /**
  * Identifiers and their formats.
@@ -34,11 +33,6 @@ export function promotionIdOfRequest(requestId: string): string | null {
   if (dot < 0) return null;
   const promotionId = requestId.slice(0, dot);
   return isPromotionId(promotionId) && REQUEST_SUFFIX.test(requestId.slice(dot + 1)) ? promotionId : null;
-}
-
-export function assertPromotionId(value: string, field = 'promotionId'): string {
-  if (!isPromotionId(value)) throw new InputError(field, 'must be a promotion id (lowercase UUID)');
-  return value;
 }
 
 /** 16 symbols of 32 = 80 random bits; the unique index in PostgreSQL backs it. */
