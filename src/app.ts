@@ -1,9 +1,9 @@
 import { hostname } from 'node:os';
-import type { Server } from 'node:http';
+import { createServer } from 'node:http';
 import { Authenticator } from './api/auth';
 import type { GraphQLContext } from './api/context';
 import { createGraphQLServer, type GraphQLServer } from './api/graphql-server';
-import { createHttpServer, listeningPort, type Readiness } from './api/http-server';
+import { createRequestHandler, listeningPort, type Readiness } from './api/http-server';
 import { createSchema } from './api/schema';
 import type { Config } from './config';
 import { StreamConsumer } from './consumer/stream-consumer';
@@ -90,12 +90,11 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
         (e: Error) => (checks.postgres = e.message.split('\n').filter(Boolean).pop() ?? 'unreachable'),
       ),
     ]);
-    if (checks.postgres === 'ok' && !migrated) {
-      const pending = await pendingMigrations((sql) => db.$queryRawUnsafe(sql));
+    if (checks.postgres === 'ok') {
+      // Once migrated, always migrated: the check reads the folder and the table only until then.
+      const pending = migrated ? [] : await pendingMigrations((sql) => db.$queryRawUnsafe(sql));
       migrated = pending.length === 0;
       checks.migrations = migrated ? 'ok' : `pending: ${pending.join(', ')}`;
-    } else if (checks.postgres === 'ok') {
-      checks.migrations = 'ok';
     }
     const ok = checks.redis === 'ok' && checks.postgres === 'ok' && checks.migrations === 'ok';
     return { ok, checks };
@@ -105,32 +104,23 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const context = (caller: Caller | null): GraphQLContext => ({ caller, issuance });
   const onInternalError = (error: unknown) => logger.error({ err: error }, 'internal error');
 
+  // The server exists before its handler: Apollo's drain plugin and the WebSocket server attach to it.
+  const httpServer = createServer();
   let graphqlServer: GraphQLServer | null = null;
-  let httpServer: Server;
-  const deps = {
-    readiness,
-    metrics: { contentType: metrics.registry.contentType, text: () => metrics.registry.metrics() },
-    onError: onInternalError,
-    corsOrigins: config.corsOrigins,
-  };
   if (servesApi) {
     const schema = await createSchema({ promotions, issuance });
-    let apolloRef: GraphQLServer['apollo'] | null = null;
-    httpServer = createHttpServer({
-      ...deps,
-      graphql: {
-        get apollo() {
-          return apolloRef as GraphQLServer['apollo'];
-        },
-        authenticator,
-        context,
-      },
-    });
     graphqlServer = await createGraphQLServer({ schema, httpServer, authenticator, context, development, onInternalError });
-    apolloRef = graphqlServer.apollo;
-  } else {
-    httpServer = createHttpServer({ ...deps, graphql: null });
   }
+  httpServer.on(
+    'request',
+    createRequestHandler({
+      graphql: graphqlServer ? { apollo: graphqlServer.apollo, authenticator, context } : null,
+      readiness,
+      metrics: { contentType: metrics.registry.contentType, text: () => metrics.registry.metrics() },
+      onError: onInternalError,
+      corsOrigins: config.corsOrigins,
+    }),
+  );
 
   let consumer: StreamConsumer | null = null;
   if (reader) {

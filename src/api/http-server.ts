@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { HeaderMap, type ApolloServer } from '@apollo/server';
 import { UnauthenticatedError } from '../domain/errors';
@@ -80,7 +80,7 @@ function wantsHtml(req: IncomingMessage): boolean {
  * A plain node:http handler around Apollo's executeHTTPGraphQLRequest: the per-request work on the hot
  * path is reading the body, one cached token check and Apollo itself (express would halve the throughput).
  */
-export function createHttpServer(deps: HttpDeps): Server {
+export function createRequestHandler(deps: HttpDeps): RequestListener {
   async function handleGraphQL(req: IncomingMessage, res: ServerResponse, search: string): Promise<void> {
     const graphql = deps.graphql;
     if (!graphql) return sendJson(res, 404, { error: 'this process runs with ROLE=consumer: no GraphQL here' });
@@ -177,13 +177,13 @@ export function createHttpServer(deps: HttpDeps): Server {
     }
   }
 
-  return createServer((req, res) => {
+  return (req, res) => {
     handle(req, res).catch((error: unknown) => {
       deps.onError(error);
       if (res.headersSent) res.destroy();
       else sendJson(res, 500, { errors: [{ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
     });
-  });
+  };
 }
 
 export function listeningPort(server: Server): number {
