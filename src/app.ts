@@ -8,19 +8,24 @@ import { createSchema } from './api/schema';
 import type { Config } from './config';
 import { StreamConsumer } from './consumer/stream-consumer';
 import { createDb, type Db } from './db/client';
+import { PrismaAuditRepository } from './db/audit-repository';
 import { PrismaCouponRepository } from './db/coupon-repository';
+import { PrismaFailureRepository } from './db/failure-repository';
 import { migrate, pendingMigrations } from './db/migrate';
 import { PrismaPromotionRepository } from './db/promotion-repository';
+import { AuditService } from './domain/audit-service';
 import { IssuanceService } from './domain/issuance-service';
 import { PromotionService } from './domain/promotion-service';
 import type { Caller } from './domain/types';
 import type { Logger } from './logger';
 import { Metrics } from './metrics';
+import { RedisStateGuard } from './ops/state-guard';
 import { connectRedis, createDedicatedRedis, createRedis } from './redis/client';
 import { RedisIssuanceEvents } from './redis/event-bus';
 import { RedisKeys } from './redis/keys';
 import { readQueueDepth } from './redis/queue-stats';
 import { RedisReservationStore } from './redis/reservation-store';
+import { RedisStreamQueue } from './redis/stream-queue';
 import type { ScriptedRedis } from './redis/scripts';
 
 export interface RunningApp {
@@ -30,9 +35,13 @@ export interface RunningApp {
   promotions: PromotionService;
   issuance: IssuanceService;
   consumer: StreamConsumer | null;
+  audit: AuditService;
   /** Stops accepting, finishes in-flight requests and batches, closes subscriptions and connections. */
   stop(): Promise<void>;
 }
+
+/** How often each process checks that Redis still holds the state built from PostgreSQL. */
+const STATE_CHECK_INTERVAL_MS = 1000;
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -68,14 +77,20 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const reservations = new RedisReservationStore(redis, keys);
   const promotionRepository = new PrismaPromotionRepository(db);
   const couponRepository = new PrismaCouponRepository(db);
+  const failureRepository = new PrismaFailureRepository(db);
   const clock = { now: () => new Date() };
   const promotions = new PromotionService(promotionRepository, reservations, clock);
+  const audit = new AuditService(reservations, new PrismaAuditRepository(db), promotionRepository, clock);
   // The events feed needs the subscriber connection; a consumer-only process never subscribes.
-  const events = subscriber ? new RedisIssuanceEvents(subscriber, keys) : { watchUser: () => Promise.reject(new Error('no subscriptions in ROLE=consumer')) };
-  const issuance = new IssuanceService(reservations, couponRepository, events, (outcome) => metrics.issueOutcome(outcome));
+  const eventBus = subscriber ? new RedisIssuanceEvents(subscriber, keys) : null;
+  const events = eventBus ?? { watchUser: () => Promise.reject(new Error('no subscriptions in ROLE=consumer')) };
+  const issuance = new IssuanceService(reservations, couponRepository, failureRepository, events, (outcome) => metrics.issueOutcome(outcome));
 
   const rebuilt = await promotions.restoreRedisState();
   if (rebuilt.length) logger.warn({ promotions: rebuilt }, 'rebuilt promotions missing from Redis from PostgreSQL');
+  const stateGuard = new RedisStateGuard(reservations, () => promotions.restoreRedisState(), () => eventBus?.signalGap(), logger);
+  await stateGuard.ensure();
+  stateGuard.start(STATE_CHECK_INTERVAL_MS);
 
   let migrated = false;
   const readiness = async (): Promise<Readiness> => {
@@ -96,7 +111,10 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
       migrated = pending.length === 0;
       checks.migrations = migrated ? 'ok' : `pending: ${pending.join(', ')}`;
     }
-    const ok = checks.redis === 'ok' && checks.postgres === 'ok' && checks.migrations === 'ok';
+    if (checks.redis === 'ok' && checks.postgres === 'ok') {
+      checks.redisState = (await stateGuard.check().catch((e: Error) => e.message)) ?? 'ok';
+    }
+    const ok = checks.redis === 'ok' && checks.postgres === 'ok' && checks.migrations === 'ok' && checks.redisState === 'ok';
     return { ok, checks };
   };
 
@@ -108,7 +126,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const httpServer = createServer();
   let graphqlServer: GraphQLServer | null = null;
   if (servesApi) {
-    const schema = await createSchema({ promotions, issuance });
+    const schema = await createSchema({ promotions, issuance, audit });
     graphqlServer = await createGraphQLServer({ schema, httpServer, authenticator, context, development, onInternalError });
   }
   httpServer.on(
@@ -124,16 +142,13 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
 
   let consumer: StreamConsumer | null = null;
   if (reader) {
+    const queue = new RedisStreamQueue(redis, reader, keys, statusTtlMs);
+    const { name, ...options } = config.consumer;
     consumer = new StreamConsumer(
-      reader,
-      redis,
-      keys,
+      queue,
       couponRepository,
-      {
-        consumerName: `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
-        ...config.consumer,
-        statusTtlMs,
-      },
+      failureRepository,
+      { ...options, consumerName: name, host: hostname() },
       metrics.consumerObserver(logger),
     );
     consumer.start();
@@ -164,10 +179,11 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
       logger.debug('http closed');
       await consumer?.stop();
       logger.debug('consumer stopped');
+      await stateGuard.stop();
       await Promise.all(redisClients.map((c) => c.quit().catch(() => c.disconnect())));
       await db.$disconnect();
       logger.info('coupon issuance service stopped');
     })());
 
-  return { port, url, metrics, promotions, issuance, consumer, stop };
+  return { port, url, metrics, promotions, issuance, consumer, audit, stop };
 }

@@ -22,7 +22,13 @@ const schema = z
     MIGRATE: z.enum(['true', 'false']).default('true'),
     CONSUMER_BATCH_SIZE: intFrom(1, 5000, 500),
     CONSUMER_BLOCK_MS: intFrom(10, 60_000, 1000),
-    CONSUMER_CLAIM_IDLE_MS: intFrom(1000, 3_600_000, 30_000),
+    CONSUMER_NAME: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:@-]{1,100}$/, 'must be 1 to 100 characters of A-Z a-z 0-9 _ . : @ -')
+      .optional(),
+    CONSUMER_HEARTBEAT_MS: intFrom(100, 60_000, 1000),
+    CONSUMER_DEAD_AFTER_MS: intFrom(300, 600_000, 3000),
+    CONSUMER_MAX_DELIVERIES: intFrom(2, 1000, 5),
     CONSUMER_MAX_BACKOFF_MS: intFrom(10, 600_000, 5000),
     STATUS_TTL_SECONDS: intFrom(3600, 90 * 86400, 7 * 86400),
     SHUTDOWN_TIMEOUT_MS: intFrom(100, 60_000, 8000),
@@ -32,6 +38,10 @@ const schema = z
       .default('*'),
   })
   .superRefine((env, ctx) => {
+    if (env.CONSUMER_DEAD_AFTER_MS < 2 * env.CONSUMER_HEARTBEAT_MS) {
+      // One late heartbeat must not make a live consumer look dead.
+      ctx.addIssue({ code: 'custom', path: ['CONSUMER_DEAD_AFTER_MS'], message: 'must be at least twice CONSUMER_HEARTBEAT_MS' });
+    }
     if (env.NODE_ENV === 'production' && (!env.JWT_SECRET || env.JWT_SECRET === DEV_JWT_SECRET)) {
       ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'is required when NODE_ENV=production (and not the development secret)' });
     }
@@ -50,7 +60,16 @@ export interface Config {
   role: 'api' | 'consumer' | 'all';
   logLevel: string;
   migrate: boolean;
-  consumer: { batchSize: number; blockMs: number; claimIdleMs: number; maxBackoffMs: number };
+  consumer: {
+    /** A fixed name in the consumer group; unset: a stable `<host>-<n>` (README: recovery). */
+    name?: string;
+    batchSize: number;
+    blockMs: number;
+    heartbeatMs: number;
+    deadAfterMs: number;
+    maxDeliveries: number;
+    maxBackoffMs: number;
+  };
   statusTtlSeconds: number;
   shutdownTimeoutMs: number;
   /** Browser origins allowed to call /graphql: '*' (tokens travel in a header, never in cookies) or a list. */
@@ -81,9 +100,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.LOG_LEVEL,
     migrate: e.MIGRATE === 'true',
     consumer: {
+      name: e.CONSUMER_NAME,
       batchSize: e.CONSUMER_BATCH_SIZE,
       blockMs: e.CONSUMER_BLOCK_MS,
-      claimIdleMs: e.CONSUMER_CLAIM_IDLE_MS,
+      heartbeatMs: e.CONSUMER_HEARTBEAT_MS,
+      deadAfterMs: e.CONSUMER_DEAD_AFTER_MS,
+      maxDeliveries: e.CONSUMER_MAX_DELIVERIES,
       maxBackoffMs: e.CONSUMER_MAX_BACKOFF_MS,
     },
     statusTtlSeconds: e.STATUS_TTL_SECONDS,

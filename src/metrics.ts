@@ -38,6 +38,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private readonly takenOver = new Counter({
+    name: 'coupon_consumer_takeovers_total',
+    help: 'entries taken over from a consumer that died or hung (or from an earlier incarnation of this one)',
+    registers: [this.registry],
+  });
+
   private readonly consumerErrors = new Counter({
     name: 'coupon_consumer_errors_total',
     help: 'consumer loop errors (Redis unreachable and the like)',
@@ -91,6 +97,10 @@ export class Metrics {
       retrying: (error, delayMs) => {
         this.dbRetries.inc();
         logger.warn({ err: error, delayMs }, 'database write failed; retrying');
+      },
+      tookOver: (count, from) => {
+        this.takenOver.inc(count);
+        logger.warn({ count, from }, 'took over entries of a consumer that stopped');
       },
       error: (error) => {
         this.consumerErrors.inc();

@@ -1,6 +1,6 @@
 import { unwrapResolverError } from '@apollo/server/errors';
-import type { GraphQLFormattedError } from 'graphql';
-import { ForbiddenError, InputError, NotFoundError, UnauthenticatedError } from '../domain/errors';
+import { GraphQLError, type GraphQLFormattedError } from 'graphql';
+import { ForbiddenError, InputError, NotFoundError, UnauthenticatedError, UnavailableError } from '../domain/errors';
 
 export const ERROR_CODES = [
   'UNAUTHENTICATED',
@@ -8,6 +8,7 @@ export const ERROR_CODES = [
   'BAD_USER_INPUT',
   'NOT_FOUND',
   'RATE_LIMITED',
+  'SERVICE_UNAVAILABLE',
   'GRAPHQL_PARSE_FAILED',
   'GRAPHQL_VALIDATION_FAILED',
   'QUERY_TOO_COMPLEX',
@@ -31,6 +32,9 @@ function domainError(error: unknown): { code: ErrorCode; message: string; extra?
   if (error instanceof NotFoundError) return { code: 'NOT_FOUND', message: error.message };
   if (error instanceof UnauthenticatedError) return { code: 'UNAUTHENTICATED', message: error.message };
   if (error instanceof ForbiddenError) return { code: 'FORBIDDEN', message: error.message };
+  if (error instanceof UnavailableError) {
+    return { code: 'SERVICE_UNAVAILABLE', message: error.message, extra: { retryAfterMs: error.retryAfterMs } };
+  }
   return null;
 }
 
@@ -40,7 +44,9 @@ function domainError(error: unknown): { code: ErrorCode; message: string; extra?
  */
 export function createErrorFormatter(options: { development: boolean; onInternal: (error: unknown) => void }) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
-    const original = unwrapResolverError(error);
+    let original = unwrapResolverError(error);
+    // graphql-ws wraps an error thrown by a subscription's stream (after its first event) without a path.
+    if (original instanceof GraphQLError && original.originalError) original = original.originalError;
     const known = domainError(original);
     if (known) {
       return { ...formatted, message: known.message, extensions: { code: known.code, ...known.extra } };

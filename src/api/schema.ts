@@ -1,7 +1,9 @@
 import type { GraphQLSchema } from 'graphql';
 import { buildSchema, type PubSub } from 'type-graphql';
+import type { AuditService } from '../domain/audit-service';
 import type { IssuanceService } from '../domain/issuance-service';
 import type { PromotionService } from '../domain/promotion-service';
+import { AuditResolver } from './resolvers/audit.resolver';
 import { IssuanceResolver } from './resolvers/issuance.resolver';
 import { PromotionResolver } from './resolvers/promotion.resolver';
 import { DateTimeScalar } from './types/date-time.scalar';
@@ -9,6 +11,7 @@ import { DateTimeScalar } from './types/date-time.scalar';
 export interface SchemaServices {
   promotions: PromotionService;
   issuance: IssuanceService;
+  audit: AuditService;
 }
 
 /**
@@ -29,9 +32,10 @@ export async function createSchema(services: SchemaServices): Promise<GraphQLSch
   const instances = new Map<unknown, unknown>([
     [PromotionResolver, new PromotionResolver(services.promotions)],
     [IssuanceResolver, new IssuanceResolver(services.issuance)],
+    [AuditResolver, new AuditResolver(services.audit, services.issuance)],
   ]);
   return buildSchema({
-    resolvers: [PromotionResolver, IssuanceResolver],
+    resolvers: [PromotionResolver, IssuanceResolver, AuditResolver],
     scalarsMap: [{ type: Date, scalar: DateTimeScalar }],
     container: { get: (someClass) => instances.get(someClass) },
     validate: false,

@@ -1,18 +1,25 @@
-import type { CouponRepository } from '../domain/ports';
+import type { CouponRepository, FailureRepository } from '../domain/ports';
 import type { Coupon, QueuedRequest } from '../domain/types';
-import { encodeIssuance } from '../redis/issuance-codec';
-import { CONSUMER_GROUP, type RedisKeys } from '../redis/keys';
-import type { ScriptedRedis } from '../redis/scripts';
+import type { QueueEntry, RedisStreamQueue } from '../redis/stream-queue';
+import { ConsumerIdentity } from './consumer-identity';
 import { describeDbError, isPermanentDbError } from './db-errors';
 
 export interface ConsumerOptions {
-  consumerName: string;
+  /** A fixed name in the group; without it, a stable `<host>-<n>` (see ConsumerIdentity). */
+  consumerName?: string;
+  host: string;
   batchSize: number;
   blockMs: number;
-  /** Entries pending this long with any consumer are taken over (that consumer is presumed dead). */
-  claimIdleMs: number;
+  /** How often the lease is renewed and other consumers' leases are checked. */
+  heartbeatMs: number;
+  /** A consumer whose lease was not renewed for this long is dead: its entries are taken over. */
+  deadAfterMs: number;
+  /**
+   * Deliveries after which an entry is tried alone (the consumers holding it crashed or hung that often);
+   * an entry that comes back after a try alone is dead-lettered.
+   */
+  maxDeliveries: number;
   maxBackoffMs: number;
-  statusTtlMs: number;
 }
 
 export interface ConsumerObserver {
@@ -20,180 +27,241 @@ export interface ConsumerObserver {
   confirmed(latenciesMs: number[]): void;
   failed(count: number): void;
   retrying(error: unknown, delayMs: number): void;
+  /** Entries taken over from a consumer that died or hung (or from this one's earlier incarnation). */
+  tookOver(count: number, from: string): void;
   error(error: unknown): void;
 }
 
-type StreamEntry = [id: string, fields: string[]];
-type XReadReply = [stream: string, entries: StreamEntry[]][] | null;
-
 /** An ended promotion's keys are let go this long after its end, once its queue is empty. */
 const RETIRE_GRACE_MS = 3600_000;
-
 /** A request that was never stored, after this many fresh attempts of its own on a permanent error. */
 const PERMANENT_ATTEMPTS = 3;
 const MIN_BACKOFF_MS = 50;
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** Another consumer's entry is taken only once idle this long, so two takers never take turns on it. */
+const TAKEOVER_MIN_IDLE_MS = 1000;
+const CLAIM_PAGES = 100;
 
 /**
  * Reads queued requests from every active promotion's stream through one consumer group, stores them in
- * PostgreSQL one batch per statement, then confirms (status ISSUED, publish, XACK, XDEL) atomically per
- * promotion. An entry is acknowledged only after its coupon is committed, so a crash at any point leaves it
- * pending, and another consumer takes it over after claimIdleMs (XAUTOCLAIM). A database outage is retried
- * with capped backoff for as long as it lasts; only a request PostgreSQL refuses outright ends FAILED.
+ * PostgreSQL one batch per statement, then confirms them (ISSUED, publish, XACK, XDEL) atomically.
+ *
+ * Recovery: each consumer holds a lease on its name, renewed every heartbeat. Every heartbeat it also looks at
+ * the group: entries of a consumer whose lease is gone (killed, frozen, cut off) are taken over at once, so a
+ * takeover takes deadAfterMs plus one heartbeat; its own leftovers (an earlier incarnation's, or a turn that
+ * threw) are taken back; dead names with nothing pending are removed. A takeover counts as a delivery. An
+ * entry delivered maxDeliveries times is tried alone; if it comes back even from that, it is dead-lettered:
+ * FAILED, kept in PostgreSQL, stock given back. Waiting out a database outage counts nothing: the entries stay with their
+ * live holder. Storing is idempotent (unique requestId), so an entry handled twice is still one coupon.
  */
 export class StreamConsumer {
   private running = false;
   private loop: Promise<void> | null = null;
-  private nextClaimAt = 0;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private stopping = new AbortController();
+  private nextRecoveryAt = 0;
+  private readonly identity: ConsumerIdentity;
 
   constructor(
-    private readonly reader: ScriptedRedis,
-    private readonly redis: ScriptedRedis,
-    private readonly keys: RedisKeys,
+    private readonly queue: RedisStreamQueue,
     private readonly coupons: CouponRepository,
+    private readonly failures: FailureRepository,
     private readonly options: ConsumerOptions,
     private readonly observer: ConsumerObserver,
-  ) {}
+  ) {
+    this.identity = new ConsumerIdentity(queue, { host: options.host, leaseMs: options.deadAfterMs, fixedName: options.consumerName });
+  }
+
+  /** The name this consumer holds in the group (once started). */
+  get name(): string {
+    return this.identity.name;
+  }
 
   start(): void {
     if (this.running) return;
     this.running = true;
+    this.stopping = new AbortController();
+    this.queue.resumeRead();
     this.loop = this.run();
   }
 
-  /** Finishes the batch in hand (unless the database is down), then returns. */
+  /** Finishes the batch in hand (unless the database is down), aborts a blocking read or a sleep, then returns. */
   async stop(): Promise<void> {
+    if (!this.running) return this.loop ?? undefined;
     this.running = false;
+    this.stopping.abort();
+    this.queue.abortRead();
     await this.loop;
     this.loop = null;
   }
 
   private async run(): Promise<void> {
-    let backoff = MIN_BACKOFF_MS;
-    while (this.running) {
-      try {
-        await this.pollOnce();
-        backoff = MIN_BACKOFF_MS;
-      } catch (error) {
-        this.observer.error(error);
-        await sleep(backoff);
-        backoff = Math.min(backoff * 2, this.options.maxBackoffMs);
+    try {
+      await this.acquireName();
+      this.heartbeat = setInterval(() => void this.renewLease(), this.options.heartbeatMs);
+      let backoff = MIN_BACKOFF_MS;
+      while (this.running) {
+        try {
+          await this.pollOnce();
+          backoff = MIN_BACKOFF_MS;
+        } catch (error) {
+          if (!this.running) break; // the aborted read
+          this.observer.error(error);
+          await this.sleep(backoff);
+          backoff = Math.min(backoff * 2, this.options.maxBackoffMs);
+        }
       }
+    } finally {
+      if (this.heartbeat) clearInterval(this.heartbeat);
+      this.heartbeat = null;
+      await this.identity.release().catch((error: unknown) => this.observer.error(error));
     }
   }
 
-  /** One turn: reclaim stalled entries when due, then read new ones (blocking up to blockMs). */
+  private async acquireName(): Promise<void> {
+    while (this.running) {
+      try {
+        if (await this.identity.acquire()) return;
+      } catch (error) {
+        this.observer.error(error);
+      }
+      await this.sleep(this.options.heartbeatMs);
+    }
+  }
+
+  private async renewLease(): Promise<void> {
+    try {
+      // Lost while frozen or cut off: others may have taken the entries. Take a name again; the batch in
+      // hand may still finish (storing twice is harmless, confirming twice changes nothing).
+      if (!(await this.identity.renew())) await this.identity.acquire();
+    } catch (error) {
+      this.observer.error(error);
+    }
+  }
+
+  /** One turn: every heartbeat, recover and retire; then read new entries (blocking up to one heartbeat). */
   async pollOnce(): Promise<number> {
-    const streams = await this.activeStreams();
-    if (streams.length === 0) {
-      await sleep(Math.min(this.options.blockMs, 250));
+    const promotionIds = await this.queue.activePromotions();
+    if (promotionIds.length === 0) {
+      await this.sleep(Math.min(this.options.blockMs, 250));
       return 0;
     }
     let handled = 0;
-    if (Date.now() >= this.nextClaimAt) {
-      handled += await this.reclaim(streams);
-      await this.retireFinished(streams);
-      this.nextClaimAt = Date.now() + Math.max(1000, this.options.claimIdleMs / 2);
+    if (Date.now() >= this.nextRecoveryAt) {
+      for (const id of promotionIds) {
+        handled += await this.recover(id);
+        await this.queue.retire(id, RETIRE_GRACE_MS);
+      }
+      this.nextRecoveryAt = Date.now() + this.options.heartbeatMs;
     }
-    const reply = (await this.readNew(streams)) as XReadReply;
-    for (const [stream, entries] of reply ?? []) handled += await this.handle(stream, entries);
+    if (!this.running) return handled;
+    const blockMs = Math.min(this.options.blockMs, this.options.heartbeatMs);
+    const batches = await this.queue.readNew(this.name, promotionIds, this.options.batchSize, blockMs);
+    for (const [promotionId, entries] of batches) handled += await this.handle(promotionId, entries);
     return handled;
   }
 
-  private async activeStreams(): Promise<string[]> {
-    const ids = await this.redis.smembers(this.keys.activePromotions());
-    return ids.map((id) => this.keys.promotion(id).stream);
-  }
-
-  private async readNew(streams: string[]): Promise<unknown> {
-    const args = ['GROUP', CONSUMER_GROUP, this.options.consumerName, 'COUNT', this.options.batchSize] as const;
-    try {
-      return await this.reader.xreadgroup(...args, 'BLOCK', this.options.blockMs, 'STREAMS', ...streams, ...streams.map(() => '>'));
-    } catch (error) {
-      if (!String(error).includes('NOGROUP')) throw error;
-      // Redis lost a stream or its group (a restart without persistence): recreate, read on the next turn.
-      for (const stream of streams) {
-        await this.redis.xgroup('CREATE', stream, CONSUMER_GROUP, '0', 'MKSTREAM').catch(() => undefined);
-      }
-      return null;
-    }
-  }
-
-  /** Takes over entries left pending by a consumer that stopped answering. */
-  private async reclaim(streams: string[]): Promise<number> {
+  /** Takes over the entries of dead consumers, and this one's leftovers; removes dead names. */
+  private async recover(promotionId: string): Promise<number> {
+    const consumers = await this.queue.consumers(promotionId);
+    const others = consumers.filter((c) => c.name !== this.name);
+    const alive = await this.queue.leased(others.map((c) => c.name));
     let handled = 0;
-    for (const stream of streams) {
-      let cursor = '0-0';
-      for (let page = 0; page < 100; page++) {
-        const [next, entries] = (await this.redis.xautoclaim(
-          stream,
-          CONSUMER_GROUP,
-          this.options.consumerName,
-          this.options.claimIdleMs,
-          cursor,
-          'COUNT',
-          this.options.batchSize,
-        )) as [string, StreamEntry[]];
-        handled += await this.handle(stream, entries.filter((e) => e !== null));
-        if (next === '0-0') break;
-        cursor = next;
+    for (const c of consumers) {
+      const own = c.name === this.name;
+      if (!own && alive.has(c.name)) continue;
+      if (c.pending === 0) {
+        if (!own && c.idleMs > this.options.deadAfterMs) await this.queue.deleteConsumer(promotionId, c.name);
+        continue;
+      }
+      // Between turns this consumer holds nothing in hand: whatever it still has pending was left over.
+      const minIdle = own ? 0 : TAKEOVER_MIN_IDLE_MS;
+      for (let page = 0; page < CLAIM_PAGES && this.running; page++) {
+        const entries = await this.queue.claim(promotionId, c.name, this.name, minIdle, this.options.batchSize);
+        if (entries.length === 0) break;
+        this.observer.tookOver(entries.length, c.name);
+        handled += await this.handle(promotionId, entries);
       }
     }
     return handled;
   }
 
-  /** Lets ended, drained promotions expire and stops reading their streams. */
-  private async retireFinished(streams: string[]): Promise<void> {
-    for (const stream of streams) {
-      const promotionId = this.keys.promotionIdOfStream(stream);
-      const k = this.keys.promotion(promotionId);
-      const retired = await this.redis.couponRetire(k.meta, k.stock, k.seq, k.stream, k.deadLetter, CONSUMER_GROUP, RETIRE_GRACE_MS, this.options.statusTtlMs);
-      if (retired === 1) await this.redis.srem(this.keys.activePromotions(), promotionId);
+  private async handle(promotionId: string, entries: QueueEntry[]): Promise<number> {
+    if (entries.length === 0) return 0;
+    const batch: QueuedRequest[] = [];
+    const alone: QueuedRequest[] = [];
+    const overCap: { request: QueuedRequest; deliveries: number }[] = [];
+    for (const { entryId, request, deliveries } of entries) {
+      if (!request) {
+        await this.queue.discardMalformed(promotionId, entryId);
+        this.observer.failed(1);
+      } else if (deliveries >= this.options.maxDeliveries + 2) overCap.push({ request, deliveries });
+      else if (deliveries >= this.options.maxDeliveries) alone.push(request);
+      else batch.push(request);
     }
+    // A redelivered request may have been dead-lettered already, its failure not yet told to Redis: finish it.
+    const redelivered = entries.filter((e) => e.deliveries > 1 && e.request).map((e) => (e.request as QueuedRequest).requestId);
+    const failedBefore = redelivered.length ? await this.failures.reasonsOf(redelivered) : new Map<string, string>();
+    for (const { request } of entries) {
+      const reason = request && failedBefore.get(request.requestId);
+      if (request && reason) await this.finishFailure(request, reason);
+    }
+    const open = (r: QueuedRequest) => !failedBefore.has(r.requestId);
+
+    let done = await this.store(promotionId, batch.filter(open), entries);
+    // Tried alone, so a neighbour that keeps crashing the process cannot take a whole batch down with it.
+    // Each try counts a delivery first: only the entry being tried when the process dies comes back over
+    // the cap; the ones not yet reached come back as they were, and are tried alone again.
+    for (const request of alone.filter(open)) {
+      if (!this.running) break;
+      await this.queue.countDelivery(promotionId, this.name, request.entryId);
+      done += await this.store(promotionId, [request], entries);
+    }
+    for (const { request, deliveries } of overCap.filter((o) => open(o.request))) {
+      // Stored by an earlier delivery that crashed before confirming: confirm, never fail, a stored coupon.
+      const coupon = await this.coupons.findByRequestId(request.requestId);
+      if (coupon) await this.confirm(promotionId, [request], [coupon]);
+      else await this.fail(request, `delivered ${deliveries} times without being stored: the consumer crashed or hung each time`, deliveries);
+      done++;
+    }
+    return done;
   }
 
-  private async handle(stream: string, entries: StreamEntry[]): Promise<number> {
-    if (entries.length === 0) return 0;
-    const requests: QueuedRequest[] = [];
-    for (const [entryId, fields] of entries) {
-      const request = parseEntry(entryId, fields);
-      if (request) requests.push(request);
-      else await this.ackMalformed(stream, entryId);
-    }
-    const stored = await this.persist(stream, requests);
-    if (stored === null) return 0; // stopping while the database is away: the entries stay pending
-    await this.confirm(stream, requests, stored);
+  /** Stores and confirms; the entries stay pending when stopping while the database is away. */
+  private async store(promotionId: string, requests: QueuedRequest[], entries: QueueEntry[]): Promise<number> {
+    if (requests.length === 0) return 0;
+    const stored = await this.persist(promotionId, requests, entries);
+    if (stored === null) return 0;
+    await this.confirm(promotionId, requests, stored);
     return requests.length;
   }
 
-  /** Stores the batch; null when asked to stop before the database came back. */
-  private async persist(stream: string, requests: QueuedRequest[]): Promise<Coupon[] | null> {
-    if (requests.length === 0) return [];
-    const stored = await this.withRetry(stream, requests, () => this.coupons.persistBatch(requests));
+  /** Stores the requests; null when asked to stop before the database came back. */
+  private async persist(promotionId: string, requests: QueuedRequest[], entries: QueueEntry[]): Promise<Coupon[] | null> {
+    const stored = await this.withRetry(promotionId, requests, () => this.coupons.persistBatch(requests));
     if (stored !== 'permanent') return stored;
     // PostgreSQL refused the batch: store the requests one by one so one bad request cannot block the rest.
+    const deliveriesOf = new Map(entries.map((e) => [e.entryId, e.deliveries]));
     const coupons: Coupon[] = [];
     for (const request of requests) {
       let outcome: Coupon[] | null | 'permanent' = 'permanent';
       let lastError: unknown;
       for (let attempt = 0; attempt < PERMANENT_ATTEMPTS && outcome === 'permanent'; attempt++) {
-        outcome = await this.withRetry(stream, [request], () => this.coupons.persistBatch([request]), (e) => (lastError = e));
+        outcome = await this.withRetry(promotionId, [request], () => this.coupons.persistBatch([request]), (e) => (lastError = e));
       }
       if (outcome === null) return null;
-      if (outcome === 'permanent') await this.fail(stream, request, describeDbError(lastError));
+      if (outcome === 'permanent') await this.fail(request, describeDbError(lastError), deliveriesOf.get(request.entryId) ?? 1);
       else coupons.push(...outcome);
     }
     return coupons;
   }
 
-  /** Retries transient errors with capped backoff, keeping the entries claimed meanwhile. */
-  private async withRetry(
-    stream: string,
+  /** Retries transient errors with capped backoff, keeping the entries claimed (and uncounted) meanwhile. */
+  private async withRetry<T>(
+    promotionId: string,
     requests: QueuedRequest[],
-    attempt: () => Promise<Coupon[]>,
+    attempt: () => Promise<T>,
     onPermanent: (error: unknown) => void = () => undefined,
-  ): Promise<Coupon[] | null | 'permanent'> {
+  ): Promise<T | null | 'permanent'> {
     let backoff = MIN_BACKOFF_MS;
     for (;;) {
       try {
@@ -205,89 +273,55 @@ export class StreamConsumer {
         }
         if (!this.running) return null;
         this.observer.retrying(error, backoff);
-        await sleep(backoff);
+        await this.sleep(backoff);
         backoff = Math.min(backoff * 2, this.options.maxBackoffMs);
-        await this.keepClaimed(stream, requests);
+        await this.queue
+          .keepClaimed(promotionId, this.name, requests.map((r) => r.entryId))
+          .catch((e: unknown) => this.observer.error(e));
       }
     }
   }
 
-  /** Resets the entries' idle time, so no other consumer takes them over while this one is still retrying. */
-  private async keepClaimed(stream: string, requests: QueuedRequest[]): Promise<void> {
-    const ids = requests.map((r) => r.entryId);
-    await this.redis
-      .xclaim(stream, CONSUMER_GROUP, this.options.consumerName, 0, ...ids, 'JUSTID')
-      .catch((error: unknown) => this.observer.error(error));
-  }
-
-  private async confirm(stream: string, requests: QueuedRequest[], stored: Coupon[]): Promise<void> {
+  private async confirm(promotionId: string, requests: QueuedRequest[], stored: Coupon[]): Promise<void> {
     const byRequest = new Map(stored.map((c) => [c.requestId, c]));
-    const statusKeys: string[] = [];
-    const args: (string | number)[] = [];
-    const latencies: number[] = [];
-    const now = Date.now();
+    const confirmed: { request: QueuedRequest; coupon: Coupon }[] = [];
     for (const request of requests) {
       const coupon = byRequest.get(request.requestId);
-      if (!coupon) continue; // failed on its own above
-      statusKeys.push(this.keys.status(request.promotionId, request.requestId));
-      const message = encodeIssuance({ ...request, status: 'ISSUED', coupon, failureReason: null });
-      args.push(
-        request.entryId,
-        this.keys.userChannel(request.userId),
-        message,
-        request.userId,
-        request.requestedAt.getTime(),
-        coupon.id,
-        coupon.code,
-        coupon.issuedAt.getTime(),
-      );
-      latencies.push(now - request.requestedAt.getTime());
+      if (coupon) confirmed.push({ request, coupon }); // else: failed on its own above
     }
-    if (statusKeys.length === 0) return;
-    await this.redis.couponConfirm(1 + statusKeys.length, stream, ...statusKeys, CONSUMER_GROUP, this.options.statusTtlMs, ...args);
-    this.observer.persisted(statusKeys.length);
-    this.observer.confirmed(latencies);
+    if (confirmed.length === 0) return;
+    await this.queue.confirm(promotionId, confirmed);
+    const now = Date.now();
+    this.observer.persisted(confirmed.length);
+    this.observer.confirmed(confirmed.map(({ request }) => now - request.requestedAt.getTime()));
   }
 
-  private async fail(stream: string, request: QueuedRequest, reason: string): Promise<void> {
-    const k = this.keys.promotion(request.promotionId);
-    const message = encodeIssuance({ ...request, status: 'FAILED', coupon: null, failureReason: reason });
-    await this.redis.couponFail(
-      stream,
-      k.deadLetter,
-      k.stock,
-      this.keys.status(request.promotionId, request.requestId),
-      this.keys.user(request.promotionId, request.userId),
-      CONSUMER_GROUP,
-      this.options.statusTtlMs,
-      request.entryId,
-      this.keys.userChannel(request.userId),
-      message,
-      request.requestId,
-      request.userId,
-      request.requestedAt.getTime(),
-      reason,
-    );
+  /** Dead-letters a request: kept in PostgreSQL first (so it is remembered), then FAILED in Redis. */
+  private async fail(request: QueuedRequest, reason: string, deliveries: number): Promise<void> {
+    const { entryId: _entryId, ...fields } = request;
+    const recorded = await this.withRetry(request.promotionId, [request], () => this.failures.record({ ...fields, reason, deliveries }));
+    if (recorded === null) return; // stopping while the database is away: the entry stays pending
+    if (recorded === 'permanent') this.observer.error(new Error(`could not record the failure of ${request.requestId}`));
+    await this.finishFailure(request, reason);
+  }
+
+  private async finishFailure(request: QueuedRequest, reason: string): Promise<void> {
+    await this.queue.fail(request, reason);
     this.observer.failed(1);
   }
 
-  /** An entry this service did not write: move it to the dead-letter stream as it is, and ack it. */
-  private async ackMalformed(stream: string, entryId: string): Promise<void> {
-    const promotionId = this.keys.promotionIdOfStream(stream);
-    await this.redis
-      .multi()
-      .xadd(this.keys.promotion(promotionId).deadLetter, '*', 'entry', entryId, 'reason', 'malformed entry')
-      .xack(stream, CONSUMER_GROUP, entryId)
-      .xdel(stream, entryId)
-      .exec();
-    this.observer.failed(1);
+  /** A sleep that stop() cuts short. */
+  private sleep(ms: number): Promise<void> {
+    const signal = this.stopping.signal;
+    if (signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+    });
   }
-}
-
-function parseEntry(entryId: string, fields: string[]): QueuedRequest | null {
-  const f: Record<string, string> = {};
-  for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string;
-  const requestedAt = Number(f.t);
-  if (!f.r || !f.u || !f.p || !Number.isFinite(requestedAt)) return null;
-  return { entryId, requestId: f.r, userId: f.u, promotionId: f.p, requestedAt: new Date(requestedAt) };
 }

@@ -45,6 +45,8 @@ export class PrismaCouponRepository implements CouponRepository {
    * One INSERT … SELECT FROM unnest(…) ON CONFLICT (request_id) DO NOTHING for the whole batch: ten times
    * the throughput of createMany, and a redelivered request inserts nothing twice. The second SELECT reads
    * the statement's snapshot, so it returns exactly the rows that existed before: the two halves never overlap.
+   * A row another consumer committed while this statement waited on it is in neither half (it is newer than
+   * the snapshot): those few are read again in a statement of their own, so every request gets its coupon.
    */
   async persistBatch(requests: QueuedRequest[]): Promise<Coupon[]> {
     if (requests.length === 0) return [];
@@ -55,13 +57,14 @@ export class PrismaCouponRepository implements CouponRepository {
     const userIds = unique.map((r) => r.userId);
     const requestIds = unique.map((r) => r.requestId);
     const requestedAts = unique.map((r) => r.requestedAt.toISOString());
+    const positions = unique.map((r) => r.position);
     const rows = await this.db.$queryRaw<CouponRow[]>`
       WITH inserted AS (
-        INSERT INTO coupons (id, code, promotion_id, user_id, request_id, requested_at)
-        SELECT t.id::uuid, t.code, t.promotion_id::uuid, t.user_id, t.request_id, t.requested_at::timestamptz
+        INSERT INTO coupons (id, code, promotion_id, user_id, request_id, requested_at, position)
+        SELECT t.id::uuid, t.code, t.promotion_id::uuid, t.user_id, t.request_id, t.requested_at::timestamptz, t.position
         FROM unnest(${ids}::text[], ${codes}::text[], ${promotionIds}::text[], ${userIds}::text[],
-                    ${requestIds}::text[], ${requestedAts}::text[])
-             AS t(id, code, promotion_id, user_id, request_id, requested_at)
+                    ${requestIds}::text[], ${requestedAts}::text[], ${positions}::int[])
+             AS t(id, code, promotion_id, user_id, request_id, requested_at, position)
         ON CONFLICT (request_id) DO NOTHING
         RETURNING id, code, promotion_id, user_id, request_id, requested_at, issued_at
       )
@@ -69,6 +72,13 @@ export class PrismaCouponRepository implements CouponRepository {
       UNION ALL
       SELECT c.id::text, c.code, c.promotion_id::text, c.user_id, c.request_id, c.requested_at, c.issued_at
       FROM coupons c WHERE c.request_id = ANY(${requestIds}::text[])`;
-    return rows.map(toCoupon);
+    const coupons = rows.map(toCoupon);
+    if (coupons.length === unique.length) return coupons;
+    const found = new Set(coupons.map((c) => c.requestId));
+    const missing = requestIds.filter((id) => !found.has(id));
+    const late = await this.db.$queryRaw<CouponRow[]>`
+      SELECT id::text, code, promotion_id::text, user_id, request_id, requested_at, issued_at
+      FROM coupons WHERE request_id = ANY(${missing}::text[])`;
+    return [...coupons, ...late.map(toCoupon)];
   }
 }

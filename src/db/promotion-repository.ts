@@ -85,6 +85,14 @@ export class PrismaPromotionRepository implements PromotionRepository {
     return counts;
   }
 
+  async lastPosition(promotionId: string): Promise<number> {
+    const [row] = await this.db.$queryRaw<{ last: number }[]>`
+      SELECT GREATEST(
+        (SELECT COALESCE(max(position), 0) FROM coupons WHERE promotion_id = ${promotionId}::uuid),
+        (SELECT COALESCE(max(position), 0) FROM failed_requests WHERE promotion_id = ${promotionId}::uuid))::int AS last`;
+    return row?.last ?? 0;
+  }
+
   async couponsPerUser(promotionId: string): Promise<Map<string, UserHoldings>> {
     const rows = await this.db.$queryRaw<{ user_id: string; count: number; last_request_id: string }[]>`
       SELECT user_id, count(*)::int AS count,

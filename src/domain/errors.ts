@@ -30,3 +30,14 @@ export class ForbiddenError extends Error {
     this.name = 'ForbiddenError';
   }
 }
+
+/** A dependency could not answer or confirm in time; the client may retry after retryAfterMs. */
+export class UnavailableError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs: number,
+  ) {
+    super(message);
+    this.name = 'UnavailableError';
+  }
+}

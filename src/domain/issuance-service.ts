@@ -1,11 +1,12 @@
-import { canSee, requireUser } from './access';
+import { canSee, requireAdmin, requireUser } from './access';
 import { NotFoundError } from './errors';
 import { isPromotionId, newRequestId, promotionIdOfRequest } from './identifiers';
-import type { CouponRepository, IssuanceEvents, IssuanceFeed, ReservationStore } from './ports';
-import { validateIdempotencyKey } from './promotion-rules';
-import type { Caller, Coupon, Issuance, IssueOutcome, IssueResult } from './types';
+import type { CouponRepository, FailureRepository, IssuanceEvents, IssuanceFeed, ReservationStore } from './ports';
+import { validateIdempotencyKey, validatePageSize } from './promotion-rules';
+import type { Caller, Coupon, DeadLetter, Issuance, IssueOutcome, IssueResult } from './types';
 
 export const MY_COUPONS_LIMIT = 1000;
+export const DEAD_LETTERS_LIMIT = 500;
 
 const isFinal = (issuance: Issuance): boolean => issuance.status !== 'QUEUED';
 
@@ -19,11 +20,22 @@ const issuedFrom = (coupon: Coupon): Issuance => ({
   failureReason: null,
 });
 
+const failedFrom = (failure: DeadLetter): Issuance => ({
+  requestId: failure.requestId,
+  promotionId: failure.promotionId,
+  userId: failure.userId,
+  status: 'FAILED',
+  requestedAt: failure.requestedAt,
+  coupon: null,
+  failureReason: failure.reason,
+});
+
 /** The issuance story: reserve in Redis, answer at once; the consumer confirms; the client watches. */
 export class IssuanceService {
   constructor(
     private readonly reservations: ReservationStore,
     private readonly coupons: CouponRepository,
+    private readonly failures: FailureRepository,
     private readonly events: IssuanceEvents,
     private readonly onOutcome: (outcome: IssueOutcome) => void = () => undefined,
   ) {}
@@ -55,6 +67,14 @@ export class IssuanceService {
     const user = requireUser(caller);
     if (promotionId != null && !isPromotionId(promotionId)) return [];
     return this.coupons.listByUser(user.userId, promotionId ?? null, MY_COUPONS_LIMIT);
+  }
+
+  /** Admin: the promotion's requests that ended FAILED, newest first, kept in PostgreSQL. */
+  async deadLetters(caller: Caller | null, promotionId: string, first: number, after: string | null): Promise<DeadLetter[]> {
+    requireAdmin(caller);
+    const limit = validatePageSize(first, DEAD_LETTERS_LIMIT);
+    if (!isPromotionId(promotionId)) return [];
+    return this.failures.list(promotionId, limit, after);
   }
 
   /**
@@ -92,13 +112,15 @@ export class IssuanceService {
     return closing(feed, untilFinal(feed, current, () => this.lookup(requestId)));
   }
 
-  /** Redis holds the live status; PostgreSQL answers once that status has expired. */
+  /** Redis holds the live status; PostgreSQL answers once that status has expired (or Redis lost it). */
   private async lookup(requestId: string): Promise<Issuance | null> {
     if (!promotionIdOfRequest(requestId)) return null;
     const live = await this.reservations.issuance(requestId);
     if (live) return live;
     const coupon = await this.coupons.findByRequestId(requestId);
-    return coupon ? issuedFrom(coupon) : null;
+    if (coupon) return issuedFrom(coupon);
+    const failure = await this.failures.find(requestId);
+    return failure ? failedFrom(failure) : null;
   }
 }
 
@@ -111,7 +133,10 @@ async function* finals(feed: IssuanceFeed, keep: (issuance: Issuance) => boolean
   }
 }
 
-/** One request's final state: at once if already final, else when it arrives; after a gap, read it again. */
+/**
+ * One request's final state: at once if already final, else when it arrives. After a gap, read it again:
+ * a status that vanished (Redis lost it, and PostgreSQL never stored the request) ends the wait with NOT_FOUND.
+ */
 async function* untilFinal(feed: IssuanceFeed, current: Issuance, reread: () => Promise<Issuance | null>): AsyncGenerator<Issuance> {
   try {
     if (isFinal(current)) {
@@ -120,6 +145,7 @@ async function* untilFinal(feed: IssuanceFeed, current: Issuance, reread: () => 
     }
     for await (const event of feed) {
       const latest = event.kind === 'gap' ? await reread() : event.issuance;
+      if (!latest) throw new NotFoundError('Request');
       if (latest && latest.requestId === current.requestId && isFinal(latest)) {
         yield latest;
         return;

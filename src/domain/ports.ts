@@ -1,4 +1,4 @@
-import type { Coupon, Issuance, IssueResult, PromotionRecord, QueuedRequest } from './types';
+import type { Coupon, DeadLetter, Issuance, IssueResult, PromotionRecord, QueuedRequest } from './types';
 
 /** What the use cases need from storage. Implemented in db/ (PostgreSQL) and redis/. */
 
@@ -20,6 +20,8 @@ export interface PromotionRepository {
   addStock(id: string, amount: number): Promise<PromotionRecord | null>;
   end(id: string, at: Date): Promise<PromotionRecord | null>;
   issuedCounts(ids: string[]): Promise<Map<string, number>>;
+  /** The highest position any stored or failed request of the promotion had (0 when none). */
+  lastPosition(promotionId: string): Promise<number>;
   /** Coupons held per user in one promotion, and each user's latest request, for rebuilding Redis. */
   couponsPerUser(promotionId: string): Promise<Map<string, UserHoldings>>;
 }
@@ -39,6 +41,37 @@ export interface CouponRepository {
   persistBatch(requests: QueuedRequest[]): Promise<Coupon[]>;
 }
 
+/** Requests that ended FAILED, kept in PostgreSQL past the status TTL and a Redis loss. */
+export interface FailureRepository {
+  /** Records a failure; harmless when repeated (the first record stays). */
+  record(failure: Omit<DeadLetter, 'failedAt'>): Promise<void>;
+  find(requestId: string): Promise<DeadLetter | null>;
+  /** The failure reason of each of the given requests that was recorded as failed. */
+  reasonsOf(requestIds: string[]): Promise<Map<string, string>>;
+  /** Newest first; `after` is the last requestId of the previous page. */
+  list(promotionId: string, limit: number, after: string | null): Promise<DeadLetter[]>;
+}
+
+/** Redis's side of the audit, read atomically: the counters and the requests still in the stream. */
+export interface AuditSnapshot {
+  totalStock: number;
+  remainingStock: number;
+  perUserLimit: number;
+  /** Reservations made so far: every request with a position up to this one was reserved before the read. */
+  reservations: number;
+  inFlight: { requestId: string; userId: string }[];
+}
+
+/** PostgreSQL's side of the audit, counted for the reservations made up to `reservations`. */
+export interface AuditRepository {
+  termsAt(args: {
+    promotionId: string;
+    reservations: number;
+    perUserLimit: number;
+    inFlight: { requestId: string; userId: string }[];
+  }): Promise<{ persisted: number; failed: number; storedInFlight: number; usersOverLimit: number }>;
+}
+
 export interface ReserveArgs {
   promotionId: string;
   userId: string;
@@ -54,13 +87,23 @@ export interface PromotionCounters {
 export interface ReservationStore {
   /** The one atomic step that decides an issueCoupon outcome. */
   reserve(args: ReserveArgs): Promise<IssueResult>;
-  /** Creates the promotion's Redis state where missing; true when it had to be (re)built. */
-  setupPromotion(promotion: PromotionRecord, issuedCount: number, holdings?: Map<string, UserHoldings>): Promise<boolean>;
+  /**
+   * Creates the promotion's Redis state where missing; true when it had to be (re)built. `reservationsMade`
+   * (default: issuedCount) restarts the position sequence past every position already used.
+   */
+  setupPromotion(promotion: PromotionRecord, issuedCount: number, holdings?: Map<string, UserHoldings>, reservationsMade?: number): Promise<boolean>;
   hasPromotion(promotionId: string): Promise<boolean>;
   addStock(promotionId: string, amount: number): Promise<PromotionCounters | null>;
   endPromotion(promotionId: string, at: Date): Promise<boolean>;
   remainingStock(promotionIds: string[]): Promise<Map<string, number>>;
   issuance(requestId: string): Promise<Issuance | null>;
+  /** null when Redis holds no counters for the promotion (unknown, retired, or lost). */
+  auditSnapshot(promotionId: string): Promise<AuditSnapshot | null>;
+  /** Promotions the consumers read (created and not yet retired). */
+  activePromotionIds(): Promise<string[]>;
+  /** False once Redis has lost the state built from PostgreSQL (a restart without persistence, a flush). */
+  stateIntact(): Promise<boolean>;
+  markStateBuilt(): Promise<void>;
 }
 
 /**

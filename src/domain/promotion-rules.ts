@@ -52,6 +52,11 @@ export function validateListSize(first: number): number {
   return intInRange('first', first, 1, LIMITS.listMax);
 }
 
+/** A page of up to `max` items. */
+export function validatePageSize(first: number, max: number): number {
+  return intInRange('first', first, 1, max);
+}
+
 export function validateIdempotencyKey(key: string | null | undefined): string | null {
   if (key === null || key === undefined) return null;
   if (key.length < 1 || key.length > LIMITS.idempotencyKeyMaxLength) {

@@ -104,7 +104,9 @@ export class PromotionService {
   private async rebuild(record: PromotionRecord): Promise<boolean> {
     const issued = (await this.promotions.issuedCounts([record.id])).get(record.id) ?? 0;
     const perUser = await this.promotions.couponsPerUser(record.id);
-    return this.reservations.setupPromotion(record, issued, perUser);
+    // New positions start past every one used, so the audit never mistakes a new reservation for an old one.
+    const lastPosition = await this.promotions.lastPosition(record.id);
+    return this.reservations.setupPromotion(record, issued, perUser, Math.max(issued, lastPosition));
   }
 
   private async views(records: PromotionRecord[]): Promise<PromotionView[]> {

@@ -56,6 +56,35 @@ export interface QueuedRequest {
   promotionId: string;
   userId: string;
   requestedAt: Date;
+  /** The n-th reservation of its promotion (0 for entries queued before positions were recorded). */
+  position: number;
+}
+
+/** A request that ended FAILED: never stored, its stock and the user's count given back. */
+export interface DeadLetter {
+  requestId: string;
+  promotionId: string;
+  userId: string;
+  position: number;
+  reason: string;
+  /** How many times it was delivered to a consumer. */
+  deliveries: number;
+  requestedAt: Date;
+  failedAt: Date;
+}
+
+/** The invariant's terms for one promotion, read at one consistent point. */
+export interface PromotionAudit {
+  promotionId: string;
+  totalStock: number;
+  remainingStock: number;
+  persisted: number;
+  inFlight: number;
+  failed: number;
+  /** Users holding more than perUserLimit, counting stored and in-flight requests. */
+  usersOverLimit: number;
+  holds: boolean;
+  checkedAt: Date;
 }
 
 export interface Caller {

@@ -35,7 +35,8 @@ export class RedisIssuanceEvents implements IssuanceEvents {
     });
   }
 
-  private signalGap(): void {
+  /** Tells every feed that events may have been missed, so a feed waiting for one request reads it again. */
+  signalGap(): void {
     for (const listeners of this.listeners.values()) for (const listener of listeners) listener({ kind: 'gap' });
   }
 

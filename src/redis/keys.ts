@@ -12,7 +12,7 @@ export interface PromotionKeys {
   stock: string;
   /** string: reservations made so far (a request's position) */
   seq: string;
-  /** stream: queued requests, read by the consumer group */
+  /** stream: queued requests, read by the consumer group; fields r, u, p, t (requestedAt ms), n (position) */
   stream: string;
   /** stream: requests that could never be stored */
   deadLetter: string;
@@ -57,6 +57,22 @@ export class RedisKeys {
   /** set: promotions whose streams the consumers read */
   activePromotions(): string {
     return `${this.prefix}promotions`;
+  }
+
+  /**
+   * string: "<pid> <instance>" of the live consumer of that name, with a TTL its owner renews (heartbeat).
+   * A consumer whose key is gone is dead, and its pending entries are taken over.
+   */
+  consumerHeartbeat(consumerName: string): string {
+    return `${this.prefix}consumer:${consumerName}`;
+  }
+
+  /**
+   * string: written when this deployment's Redis state was built. Its absence means Redis lost its data
+   * (a restart without persistence, a flush): readiness fails until the state is rebuilt from PostgreSQL.
+   */
+  stateMarker(): string {
+    return `${this.prefix}state`;
   }
 
   /** pub/sub channel: final states of one user's requests */

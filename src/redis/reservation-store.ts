@@ -1,5 +1,5 @@
 import { promotionIdOfRequest } from '../domain/identifiers';
-import type { PromotionCounters, ReservationStore, ReserveArgs, UserHoldings } from '../domain/ports';
+import type { AuditSnapshot, PromotionCounters, ReservationStore, ReserveArgs, UserHoldings } from '../domain/ports';
 import type { IssueResult, Issuance, PromotionRecord } from '../domain/types';
 import { decodeIssuance } from './issuance-codec';
 import { CONSUMER_GROUP, type RedisKeys } from './keys';
@@ -46,6 +46,7 @@ export class RedisReservationStore implements ReservationStore {
     promotion: PromotionRecord,
     issuedCount: number,
     holdings?: Map<string, UserHoldings>,
+    reservationsMade = issuedCount,
   ): Promise<boolean> {
     const k = this.keys.promotion(promotion.id);
     const created = await this.redis.couponSetupPromotion(
@@ -59,7 +60,7 @@ export class RedisReservationStore implements ReservationStore {
       promotion.endsAt.getTime(),
       promotion.endedAt ? promotion.endedAt.getTime() : '',
       Math.max(0, promotion.totalStock - issuedCount),
-      issuedCount,
+      reservationsMade,
       CONSUMER_GROUP,
     );
     if (created === 1 && holdings && holdings.size > 0) {
@@ -113,5 +114,28 @@ export class RedisReservationStore implements ReservationStore {
     if (!promotionId) return null;
     const fields = await this.redis.hgetall(this.keys.status(promotionId, requestId));
     return decodeIssuance(fields, requestId);
+  }
+
+  async auditSnapshot(promotionId: string): Promise<AuditSnapshot | null> {
+    const k = this.keys.promotion(promotionId);
+    const reply = await this.redis.couponAuditSnapshot(k.meta, k.stock, k.seq, k.stream);
+    if (reply.length < 4) return null;
+    const [totalStock, remainingStock, perUserLimit, reservations] = reply.slice(0, 4).map(Number) as [number, number, number, number];
+    const inFlight: AuditSnapshot['inFlight'] = [];
+    for (let i = 4; i + 1 < reply.length; i += 2) inFlight.push({ requestId: String(reply[i]), userId: String(reply[i + 1]) });
+    return { totalStock, remainingStock, perUserLimit, reservations, inFlight };
+  }
+
+  activePromotionIds(): Promise<string[]> {
+    return this.redis.smembers(this.keys.activePromotions());
+  }
+
+  /** Whether this deployment's Redis state is still the one built (see RedisKeys.stateMarker). */
+  async stateIntact(): Promise<boolean> {
+    return (await this.redis.exists(this.keys.stateMarker())) === 1;
+  }
+
+  async markStateBuilt(): Promise<void> {
+    await this.redis.set(this.keys.stateMarker(), String(Date.now()));
   }
 }

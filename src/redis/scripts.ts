@@ -17,6 +17,8 @@ export interface ScriptCommands {
   couponAddStock(...keysThenArgs: (string | number)[]): ScriptReply<[number, number] | -1>;
   couponEndPromotion(...keysThenArgs: (string | number)[]): ScriptReply<number>;
   couponRetire(...keysThenArgs: (string | number)[]): ScriptReply<number>;
+  couponAuditSnapshot(...keys: string[]): ScriptReply<(number | string)[]>;
+  couponConsumerLease(key: string, owner: string, leaseMs: number, replaceable: string): ScriptReply<number>;
 }
 
 export type ScriptedRedis = Redis & ScriptCommands;
@@ -30,6 +32,8 @@ const SCRIPTS: { name: keyof ScriptCommands; file: string; keys?: number }[] = [
   { name: 'couponAddStock', file: 'add-stock.lua', keys: 2 },
   { name: 'couponEndPromotion', file: 'end-promotion.lua', keys: 1 },
   { name: 'couponRetire', file: 'retire.lua', keys: 5 },
+  { name: 'couponAuditSnapshot', file: 'audit-snapshot.lua', keys: 4 },
+  { name: 'couponConsumerLease', file: 'consumer-lease.lua', keys: 1 },
 ];
 
 const sources = new Map<string, string>();

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { StreamConsumer, type ConsumerObserver, type ConsumerOptions } from '../../src/consumer/stream-consumer';
+import type { ConsumerOptions, StreamConsumer } from '../../src/consumer/stream-consumer';
 import { createDb, type Db } from '../../src/db/client';
 import { PrismaCouponRepository } from '../../src/db/coupon-repository';
 import { PrismaPromotionRepository } from '../../src/db/promotion-repository';
@@ -10,6 +10,7 @@ import { connectRedis, createDedicatedRedis, createRedis } from '../../src/redis
 import { CONSUMER_GROUP, RedisKeys } from '../../src/redis/keys';
 import { RedisReservationStore } from '../../src/redis/reservation-store';
 import type { ScriptedRedis } from '../../src/redis/scripts';
+import { createConsumer } from '../helpers/consumers';
 import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
 import { TcpProxy } from '../helpers/tcp-proxy';
 
@@ -32,25 +33,19 @@ interface ObservedConsumer {
 }
 
 async function startConsumer(options: Partial<ConsumerOptions> = {}, couponsDb: Db = db): Promise<ObservedConsumer> {
-  const reader = createDedicatedRedis(env.redisUrl, 'test-reader');
-  await connectRedis(reader);
-  openClients.push(reader);
   const observed = { batches: [] as number[], retries: 0, failed: 0 } as Omit<ObservedConsumer, 'consumer'>;
-  const observer: ConsumerObserver = {
-    persisted: (n) => observed.batches.push(n),
-    confirmed: () => undefined,
-    failed: (n) => (observed.failed += n),
-    retrying: () => observed.retries++,
-    error: () => undefined,
-  };
-  const consumer = new StreamConsumer(
-    reader,
+  const consumer = await createConsumer({
+    redisUrl: env.redisUrl,
     redis,
     keys,
-    new PrismaCouponRepository(couponsDb),
-    { consumerName: `test-${running.length}`, batchSize: 100, blockMs: 100, claimIdleMs: 300, maxBackoffMs: 200, statusTtlMs: HOUR, ...options },
-    observer,
-  );
+    db: couponsDb,
+    options: { consumerName: `test-${running.length}`, ...options },
+    observer: {
+      persisted: (n) => observed.batches.push(n),
+      failed: (n) => (observed.failed += n),
+      retrying: () => observed.retries++,
+    },
+  });
   consumer.start();
   running.push(consumer);
   return Object.assign(observed, { consumer });
@@ -151,11 +146,11 @@ test('When a batch was committed but never acked, then its redelivery adds no se
   const entries = reply[0]?.[1] ?? [];
   expect(entries).toHaveLength(20);
   const committed = await new PrismaCouponRepository(db).persistBatch(
-    entries.map(([entryId, f]) => ({ entryId, requestId: f[1] as string, userId: f[3] as string, promotionId: f[5] as string, requestedAt: new Date(Number(f[7])) })),
+    entries.map(([entryId, f]) => ({ entryId, requestId: f[1] as string, userId: f[3] as string, promotionId: f[5] as string, requestedAt: new Date(Number(f[7])), position: Number(f[9]) })),
   );
   expect(await pendingCount(p)).toBe(20);
 
-  await startConsumer({ claimIdleMs: 200 });
+  await startConsumer();
   await allIssued(p, ids);
 
   const rows = await rowsOf(p);
@@ -169,7 +164,7 @@ describe('When a consumer process is SIGKILLed mid-batch', () => {
 
   function spawnChild(crashPoint: 'before-commit' | 'after-commit'): { child: ChildProcess; line: Promise<string> } {
     const child = spawn(process.execPath, ['-r', '@swc-node/register', join(__dirname, 'fixtures', 'consumer-child.ts')], {
-      env: { ...process.env, CRASH_POINT: crashPoint, DATABASE_URL: env.databaseUrl, REDIS_URL: env.redisUrl, REDIS_KEY_PREFIX: env.prefix },
+      env: { ...process.env, CRASH_POINT: crashPoint, CONSUMER_NAME: 'doomed-child', DATABASE_URL: env.databaseUrl, REDIS_URL: env.redisUrl, REDIS_KEY_PREFIX: env.prefix },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     children.push(child);
@@ -196,7 +191,7 @@ describe('When a consumer process is SIGKILLed mid-batch', () => {
     expect(await pendingCount(p)).toBe(60);
     expect((await rowsOf(p)).length).toBe(point === 'after-commit' ? 60 : 0);
 
-    await startConsumer({ claimIdleMs: 300 });
+    await startConsumer();
     await allIssued(p, ids);
 
     if (point === 'after-commit') {
@@ -272,7 +267,7 @@ test('When a promotion ended over an hour ago, then its keys expire once its que
   expect(whileInFlight).toBe(0);
   expect(await redis.pttl(k.meta)).toBe(-1);
 
-  await startConsumer({ claimIdleMs: 200 });
+  await startConsumer();
   await allIssued(p, ids);
   await eventually(async () => ((await redis.sismember(keys.activePromotions(), p.id)) === 0 ? true : undefined), 10_000, 'retired');
 

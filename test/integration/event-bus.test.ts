@@ -1,6 +1,6 @@
-import { StreamConsumer } from '../../src/consumer/stream-consumer';
 import { createDb, type Db } from '../../src/db/client';
 import { PrismaCouponRepository } from '../../src/db/coupon-repository';
+import { PrismaFailureRepository } from '../../src/db/failure-repository';
 import { PrismaPromotionRepository } from '../../src/db/promotion-repository';
 import { newPromotionId } from '../../src/domain/identifiers';
 import { IssuanceService } from '../../src/domain/issuance-service';
@@ -10,7 +10,8 @@ import { RedisIssuanceEvents } from '../../src/redis/event-bus';
 import { RedisKeys } from '../../src/redis/keys';
 import { RedisReservationStore } from '../../src/redis/reservation-store';
 import type { ScriptedRedis } from '../../src/redis/scripts';
-import { createTestEnvironment, type TestEnvironment } from '../helpers/environment';
+import { createConsumer } from '../helpers/consumers';
+import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
 import { TcpProxy } from '../helpers/tcp-proxy';
 
 /** The server's own pub/sub connection drops while a confirmation is published: the watcher still gets it. */
@@ -45,7 +46,7 @@ test('When the subscriber connection is down while a request is confirmed, then 
   const keys = new RedisKeys(env.prefix);
   const reservations = new RedisReservationStore(redis, keys);
   const coupons = new PrismaCouponRepository(db);
-  const service = new IssuanceService(reservations, coupons, new RedisIssuanceEvents(subscriber, keys));
+  const service = new IssuanceService(reservations, coupons, new PrismaFailureRepository(db), new RedisIssuanceEvents(subscriber, keys));
   const now = Date.now();
   const promotion: PromotionRecord = { id: newPromotionId(), name: 'gap', totalStock: 3, perUserLimit: 1, startsAt: new Date(now - 1000), endsAt: new Date(now + 3600_000), endedAt: null, createdAt: new Date(now) };
   await new PrismaPromotionRepository(db).create(promotion);
@@ -56,14 +57,11 @@ test('When the subscriber connection is down while a request is confirmed, then 
   const first = watch.next();
 
   await proxy.cut(); // the service's pub/sub connection is gone; ioredis keeps trying to reconnect
-  const noop = () => undefined;
-  const reader = createDedicatedRedis(env.redisUrl, 'test-reader');
-  const consumer = new StreamConsumer(reader, redis, keys, coupons,
-    { consumerName: 'c', batchSize: 10, blockMs: 50, claimIdleMs: 60_000, maxBackoffMs: 100, statusTtlMs: 3600_000 },
-    { persisted: noop, confirmed: noop, failed: noop, retrying: noop, error: noop });
-  expect(await consumer.pollOnce()).toBe(1); // stored, ISSUED, published to nobody
-  expect((await reservations.issuance(requestId as string))?.status).toBe('ISSUED');
-  reader.disconnect();
+  const consumer = await createConsumer({ redisUrl: env.redisUrl, redis, keys, db, coupons });
+  consumer.start();
+  // Stored, ISSUED, published to nobody.
+  await eventually(async () => ((await reservations.issuance(requestId as string))?.status === 'ISSUED' ? true : undefined), 15_000, 'ISSUED');
+  await consumer.stop();
   await proxy.restore();
 
   const timeout = new Promise<'timed out'>((resolve) => setTimeout(() => resolve('timed out'), 15_000).unref());

@@ -16,6 +16,7 @@ describe('config', () => {
       development: false,
       jwtSecretIsDefault: true,
     });
+    expect(c.consumer).toMatchObject({ heartbeatMs: 1000, deadAfterMs: 3000, maxDeliveries: 5 });
   });
 
   test.each([
@@ -29,6 +30,9 @@ describe('config', () => {
     [{ NODE_ENV: 'production', JWT_SECRET: 'dev-only-secret-change-me-0123456789abcdef' }, 'JWT_SECRET'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
     [{ CORS_ORIGINS: 'shop.example' }, 'CORS_ORIGINS'],
+    [{ CONSUMER_HEARTBEAT_MS: '2000', CONSUMER_DEAD_AFTER_MS: '3000' }, 'CONSUMER_DEAD_AFTER_MS'],
+    [{ CONSUMER_NAME: 'has space' }, 'CONSUMER_NAME'],
+    [{ CONSUMER_MAX_DELIVERIES: '1' }, 'CONSUMER_MAX_DELIVERIES'],
   ])('When %j, then start-up stops with one line naming %s', (env, variable) => {
     let error: unknown;
     try {

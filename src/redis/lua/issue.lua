@@ -12,7 +12,7 @@
   KEYS[4] user hash        (n = reservations held, last = latest requestId)
   KEYS[5] idempotency key  (only read or written when ARGV[4] is not empty)
   KEYS[6] status hash of the new request (s, u, t, n = position)
-  KEYS[7] stream
+  KEYS[7] stream           (entry fields: r requestId, u userId, p promotionId, t requestedAt ms, n position)
 
   ARGV[1] userId
   ARGV[2] requestId        (made by the caller; used only when the outcome is QUEUED)
@@ -85,6 +85,6 @@ end
 
 redis.call('HSET', KEYS[6], 's', 'QUEUED', 'u', userId, 't', nowMs, 'n', position)
 
-redis.call('XADD', KEYS[7], '*', 'r', requestId, 'u', userId, 'p', promotionId, 't', nowMs)
+redis.call('XADD', KEYS[7], '*', 'r', requestId, 'u', userId, 'p', promotionId, 't', nowMs, 'n', position)
 
 return { 1, requestId, position, stock }

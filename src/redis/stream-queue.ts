@@ -1,0 +1,213 @@
+import type { Coupon, QueuedRequest } from '../domain/types';
+import { encodeIssuance } from './issuance-codec';
+import { CONSUMER_GROUP, type RedisKeys } from './keys';
+import type { ScriptedRedis } from './scripts';
+
+/**
+ * The consumers' side of Redis: the promotions' streams read through one consumer group, the scripts that
+ * end a request (confirm, fail, retire), and the consumer-name leases. Keys and script arguments are
+ * assembled here, next to each other, so the consumer deals in requests and coupons only.
+ */
+
+export interface QueueEntry {
+  entryId: string;
+  /** null when the entry was not written by this service (it is discarded). */
+  request: QueuedRequest | null;
+  /** How many times the entry was delivered to a consumer, this delivery included. */
+  deliveries: number;
+}
+
+export interface GroupConsumer {
+  name: string;
+  pending: number;
+  idleMs: number;
+}
+
+type StreamEntry = [id: string, fields: string[]];
+type XReadReply = [stream: string, entries: StreamEntry[]][] | null;
+
+export class RedisStreamQueue {
+  constructor(
+    private readonly redis: ScriptedRedis,
+    /** A connection of the queue's own, for blocking reads: abortRead() closes it. */
+    private readonly reader: ScriptedRedis,
+    private readonly keys: RedisKeys,
+    private readonly statusTtlMs: number,
+  ) {}
+
+  activePromotions(): Promise<string[]> {
+    return this.redis.smembers(this.keys.activePromotions());
+  }
+
+  /** New entries of any of the promotions, blocking up to blockMs. */
+  async readNew(consumer: string, promotionIds: string[], count: number, blockMs: number): Promise<Map<string, QueueEntry[]>> {
+    const streams = promotionIds.map((id) => this.keys.promotion(id).stream);
+    const batches = new Map<string, QueueEntry[]>();
+    let reply: XReadReply;
+    try {
+      reply = (await this.reader.xreadgroup(
+        'GROUP', CONSUMER_GROUP, consumer, 'COUNT', count, 'BLOCK', blockMs, 'STREAMS', ...streams, ...streams.map(() => '>'),
+      )) as XReadReply;
+    } catch (error) {
+      if (!String(error).includes('NOGROUP')) throw error;
+      // Redis lost a stream or its group (a restart without persistence): recreate, read on the next turn.
+      for (const stream of streams) await this.redis.xgroup('CREATE', stream, CONSUMER_GROUP, '0', 'MKSTREAM').catch(() => undefined);
+      return batches;
+    }
+    for (const [stream, entries] of reply ?? []) {
+      batches.set(this.keys.promotionIdOfStream(stream), entries.map(([id, fields]) => ({ entryId: id, request: parseEntry(id, fields), deliveries: 1 })));
+    }
+    return batches;
+  }
+
+  /** Ends a blocking read at once, by closing the reader connection: for stopping. */
+  abortRead(): void {
+    this.reader.disconnect();
+  }
+
+  /** Reopens the reader connection after abortRead (a consumer started again). */
+  resumeRead(): void {
+    if (this.reader.status === 'end') this.reader.connect().catch(() => undefined); // errors surface on the next read
+  }
+
+  /** The group's consumers on one promotion's stream; empty when the stream or group is missing. */
+  async consumers(promotionId: string): Promise<GroupConsumer[]> {
+    let reply: unknown[];
+    try {
+      reply = (await this.redis.xinfo('CONSUMERS', this.keys.promotion(promotionId).stream, CONSUMER_GROUP)) as unknown[];
+    } catch (error) {
+      if (String(error).includes('NOGROUP') || String(error).includes('no such key')) return [];
+      throw error;
+    }
+    return reply.map((raw) => {
+      const fields = raw as (string | number)[];
+      const f = new Map<string, string | number>();
+      for (let i = 0; i + 1 < fields.length; i += 2) f.set(String(fields[i]), fields[i + 1] as string | number);
+      return { name: String(f.get('name')), pending: Number(f.get('pending') ?? 0), idleMs: Number(f.get('idle') ?? 0) };
+    });
+  }
+
+  /**
+   * Moves up to `count` of `from`'s pending entries, idle at least minIdleMs, to `to`. The move counts as a
+   * delivery: a takeover follows a crash or a hang. Entries deleted meanwhile are not returned.
+   */
+  async claim(promotionId: string, from: string, to: string, minIdleMs: number, count: number): Promise<QueueEntry[]> {
+    const stream = this.keys.promotion(promotionId).stream;
+    const pending = (await this.redis.xpending(stream, CONSUMER_GROUP, 'IDLE', minIdleMs, '-', '+', count, from)) as [string, string, number, number][];
+    if (pending.length === 0) return [];
+    const deliveries = new Map(pending.map(([id, , , times]) => [id, Number(times) + 1]));
+    const claimed = (await this.redis.xclaim(stream, CONSUMER_GROUP, to, minIdleMs, ...deliveries.keys())) as (StreamEntry | null)[];
+    return claimed
+      .filter((e): e is StreamEntry => e !== null)
+      .map(([id, fields]) => ({ entryId: id, request: parseEntry(id, fields), deliveries: deliveries.get(id) ?? 1 }));
+  }
+
+  /** Counts one more delivery of an entry this consumer holds (it is about to be tried alone). */
+  async countDelivery(promotionId: string, consumer: string, entryId: string): Promise<void> {
+    await this.redis.xclaim(this.keys.promotion(promotionId).stream, CONSUMER_GROUP, consumer, 0, entryId);
+  }
+
+  /** Resets the entries' idle time without counting a delivery: the holder is alive and still at work. */
+  async keepClaimed(promotionId: string, consumer: string, entryIds: string[]): Promise<void> {
+    await this.redis.xclaim(this.keys.promotion(promotionId).stream, CONSUMER_GROUP, consumer, 0, ...entryIds, 'JUSTID');
+  }
+
+  async deleteConsumer(promotionId: string, consumer: string): Promise<void> {
+    await this.redis.xgroup('DELCONSUMER', this.keys.promotion(promotionId).stream, CONSUMER_GROUP, consumer);
+  }
+
+  /** After the coupons are committed: ISSUED, published, acknowledged and trimmed, atomically (confirm.lua). */
+  async confirm(promotionId: string, stored: { request: QueuedRequest; coupon: Coupon }[]): Promise<void> {
+    if (stored.length === 0) return;
+    const statusKeys: string[] = [];
+    const args: (string | number)[] = [];
+    for (const { request, coupon } of stored) {
+      statusKeys.push(this.keys.status(promotionId, request.requestId));
+      const message = encodeIssuance({ ...request, status: 'ISSUED', coupon, failureReason: null });
+      args.push(
+        request.entryId,
+        this.keys.userChannel(request.userId),
+        message,
+        request.userId,
+        request.requestedAt.getTime(),
+        coupon.id,
+        coupon.code,
+        coupon.issuedAt.getTime(),
+      );
+    }
+    const stream = this.keys.promotion(promotionId).stream;
+    await this.redis.couponConfirm(1 + statusKeys.length, stream, ...statusKeys, CONSUMER_GROUP, this.statusTtlMs, ...args);
+  }
+
+  /** FAILED, stock and the user's count given back, published, acknowledged (fail.lua). Repeat-safe. */
+  async fail(request: QueuedRequest, reason: string): Promise<void> {
+    const k = this.keys.promotion(request.promotionId);
+    const message = encodeIssuance({ ...request, status: 'FAILED', coupon: null, failureReason: reason });
+    await this.redis.couponFail(
+      k.stream,
+      k.deadLetter,
+      k.stock,
+      this.keys.status(request.promotionId, request.requestId),
+      this.keys.user(request.promotionId, request.userId),
+      CONSUMER_GROUP,
+      this.statusTtlMs,
+      request.entryId,
+      this.keys.userChannel(request.userId),
+      message,
+      request.requestId,
+      request.userId,
+      request.requestedAt.getTime(),
+      reason,
+    );
+  }
+
+  /** An entry this service did not write: copied to the dead-letter stream as it is, and acknowledged. */
+  async discardMalformed(promotionId: string, entryId: string): Promise<void> {
+    const k = this.keys.promotion(promotionId);
+    await this.redis
+      .multi()
+      .xadd(k.deadLetter, '*', 'entry', entryId, 'reason', 'malformed entry')
+      .xack(k.stream, CONSUMER_GROUP, entryId)
+      .xdel(k.stream, entryId)
+      .exec();
+  }
+
+  /** Lets an ended, drained promotion expire and leave the registry; true when it did. */
+  async retire(promotionId: string, graceMs: number): Promise<boolean> {
+    const k = this.keys.promotion(promotionId);
+    const retired = await this.redis.couponRetire(k.meta, k.stock, k.seq, k.stream, k.deadLetter, CONSUMER_GROUP, graceMs, this.statusTtlMs);
+    if (retired !== 1) return false;
+    await this.redis.srem(this.keys.activePromotions(), promotionId);
+    return true;
+  }
+
+  /** Takes or renews the lease on a consumer name; true when held. See consumer-lease.lua. */
+  async lease(name: string, owner: string, leaseMs: number, replaceable = ''): Promise<boolean> {
+    return (await this.redis.couponConsumerLease(this.keys.consumerHeartbeat(name), owner, leaseMs, replaceable)) === 1;
+  }
+
+  async releaseLease(name: string, owner: string): Promise<void> {
+    await this.redis.couponConsumerLease(this.keys.consumerHeartbeat(name), owner, 0, '');
+  }
+
+  leaseOwner(name: string): Promise<string | null> {
+    return this.redis.get(this.keys.consumerHeartbeat(name));
+  }
+
+  /** The names, among these, whose lease is held (their consumer is alive). */
+  async leased(names: string[]): Promise<Set<string>> {
+    if (names.length === 0) return new Set();
+    const pipeline = this.redis.pipeline();
+    for (const name of names) pipeline.exists(this.keys.consumerHeartbeat(name));
+    const replies = (await pipeline.exec()) ?? [];
+    return new Set(names.filter((_, i) => replies[i]?.[1] === 1));
+  }
+}
+
+function parseEntry(entryId: string, fields: string[]): QueuedRequest | null {
+  const f: Record<string, string> = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string;
+  const requestedAt = Number(f.t);
+  if (!f.r || !f.u || !f.p || !Number.isFinite(requestedAt)) return null;
+  return { entryId, requestId: f.r, userId: f.u, promotionId: f.p, requestedAt: new Date(requestedAt), position: Number(f.n ?? 0) || 0 };
+}

@@ -1,0 +1,268 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { Client } from 'pg';
+import { createDb, type Db } from '../../src/db/client';
+import { PrismaAuditRepository } from '../../src/db/audit-repository';
+import { PrismaCouponRepository } from '../../src/db/coupon-repository';
+import { PrismaFailureRepository } from '../../src/db/failure-repository';
+import { PrismaPromotionRepository } from '../../src/db/promotion-repository';
+import { AuditService } from '../../src/domain/audit-service';
+import { newCouponCode, newCouponId, newPromotionId, newRequestId } from '../../src/domain/identifiers';
+import type { PromotionRecord, QueuedRequest } from '../../src/domain/types';
+import { connectRedis, createRedis } from '../../src/redis/client';
+import { CONSUMER_GROUP, RedisKeys } from '../../src/redis/keys';
+import { RedisReservationStore } from '../../src/redis/reservation-store';
+import type { ScriptedRedis } from '../../src/redis/scripts';
+import { createConsumer } from '../helpers/consumers';
+import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
+
+/**
+ * Recovery in seconds: consumers killed or frozen mid-rush, a poison entry, two consumers storing one entry,
+ * a stop that must not wait for a long blocking read. Every test ends with the audit holding.
+ */
+
+const HOUR = 3600_000;
+let env: TestEnvironment;
+let db: Db;
+let redis: ScriptedRedis;
+let keys: RedisKeys;
+let store: RedisReservationStore;
+let audit: AuditService;
+const children: ChildProcess[] = [];
+
+beforeAll(async () => {
+  env = await createTestEnvironment('recovery');
+  db = createDb(env.databaseUrl);
+  redis = createRedis(env.redisUrl, 'test-commands');
+  await connectRedis(redis);
+  keys = new RedisKeys(env.prefix);
+  store = new RedisReservationStore(redis, keys);
+  audit = new AuditService(store, new PrismaAuditRepository(db), new PrismaPromotionRepository(db), { now: () => new Date() });
+});
+
+afterEach(async () => {
+  for (const child of children.splice(0)) {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGCONT');
+      child.kill('SIGKILL');
+    }
+  }
+  await redis.del(keys.activePromotions());
+});
+
+afterAll(async () => {
+  redis.disconnect();
+  await db.$disconnect();
+  await env.cleanup();
+});
+
+async function newPromotion(totalStock: number): Promise<PromotionRecord> {
+  const now = Date.now();
+  const p: PromotionRecord = {
+    id: newPromotionId(),
+    name: 'recovery test',
+    totalStock,
+    perUserLimit: 1,
+    startsAt: new Date(now - HOUR),
+    endsAt: new Date(now + HOUR),
+    endedAt: null,
+    createdAt: new Date(now),
+  };
+  await new PrismaPromotionRepository(db).create(p);
+  await store.setupPromotion(p, 0);
+  return p;
+}
+
+async function reserve(p: PromotionRecord, userId: string): Promise<string> {
+  const r = await store.reserve({ promotionId: p.id, userId, requestId: newRequestId(p.id), idempotencyKey: null });
+  expect(r.outcome).toBe('QUEUED');
+  return r.requestId as string;
+}
+
+function spawnConsumer(
+  name: string,
+  crashPoint: 'none' | 'slow' | 'poison',
+  extraEnv: Record<string, string> = {},
+): { child: ChildProcess; stored: () => number; holding: () => boolean; ready: Promise<void> } {
+  const child = spawn(process.execPath, ['-r', '@swc-node/register', join(__dirname, 'fixtures', 'consumer-child.ts')], {
+    env: { ...process.env, CRASH_POINT: crashPoint, CONSUMER_NAME: name, DATABASE_URL: env.databaseUrl, REDIS_URL: env.redisUrl, REDIS_KEY_PREFIX: env.prefix, ...extraEnv },
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  children.push(child);
+  let stored = 0;
+  let holding = false;
+  let buffer = '';
+  const ready = new Promise<void>((resolve) => {
+    child.stdout?.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      const lines = buffer.split('\n');
+      buffer = lines.pop() ?? '';
+      for (const line of lines) {
+        if (line === 'READY') resolve();
+        if (line.startsWith('HOLDING ')) holding = true;
+        const match = /^STORED (\d+)$/.exec(line);
+        if (match) stored += Number(match[1]);
+      }
+    });
+  });
+  return { child, stored: () => stored, holding: () => holding, ready };
+}
+
+/** Resolves when every request is ISSUED; returns the milliseconds it took from `since`. */
+async function allIssued(p: PromotionRecord, requestIds: string[], since: number): Promise<number> {
+  await eventually(
+    async () => {
+      const statuses = await Promise.all(requestIds.map((id) => redis.hget(keys.status(p.id, id), 's')));
+      return statuses.every((s) => s === 'ISSUED') ? true : undefined;
+    },
+    20_000,
+    'every QUEUED request ISSUED',
+  );
+  return Date.now() - since;
+}
+
+async function expectAuditHolds(p: PromotionRecord): Promise<void> {
+  const terms = await audit.check(p.id);
+  expect(terms).toMatchObject({ holds: true, usersOverLimit: 0 });
+}
+
+/** Reserves `count` requests over about `durationMs`, as a crowd arriving, and returns their ids. */
+async function rush(p: PromotionRecord, count: number, durationMs: number, onTick?: (sent: number) => void): Promise<string[]> {
+  const ids: string[] = [];
+  const perTick = Math.ceil(count / (durationMs / 50));
+  while (ids.length < count) {
+    const n = Math.min(perTick, count - ids.length);
+    const offset = ids.length;
+    ids.push(...(await Promise.all(Array.from({ length: n }, (_, i) => reserve(p, `rusher-${offset + i}`)))));
+    onTick?.(ids.length);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return ids;
+}
+
+describe.each(['SIGKILL', 'SIGSTOP'] as const)('When one of two consumers gets %s mid-rush', (signal) => {
+  test('then the other finishes its entries within seconds, each stored once, and the audit holds', async () => {
+    const p = await newPromotion(3000);
+    // The default lease (3 s, renewed every second): the figure printed is the one a deployment gets.
+    const timing = { HEARTBEAT_MS: '1000', DEAD_AFTER_MS: '3000', BATCH_SIZE: '50' };
+    // A holds each batch for 500 ms and says so first: the signal lands while it holds entries.
+    const a = spawnConsumer(`rush-a-${signal}`, 'slow', timing);
+    const b = spawnConsumer(`rush-b-${signal}`, 'none', timing);
+    await Promise.all([a.ready, b.ready]);
+
+    let signalledAt = 0;
+    let heldAtSignal = 0;
+    const ids = await rush(p, 3000, 2000, () => {
+      if (!signalledAt && a.holding()) {
+        a.child.kill(signal);
+        signalledAt = Date.now();
+        void redis
+          .xpending(keys.promotion(p.id).stream, CONSUMER_GROUP, '-', '+', 1000, `rush-a-${signal}`)
+          .then((held) => (heldAtSignal = (held as unknown[]).length));
+      }
+    });
+    expect(signalledAt).toBeGreaterThan(0);
+    const rushEndedAt = Date.now();
+    await eventually(async () => (heldAtSignal > 0 ? true : undefined), 5000, 'entries held by the signalled consumer');
+    const sinceSignal = await allIssued(p, ids, signalledAt);
+    console.log(
+      `${signal} of one of two consumers: every QUEUED read ISSUED ${sinceSignal} ms after the signal, ` +
+        `${Date.now() - rushEndedAt} ms after the rush ended (${heldAtSignal} entries were held by it)`,
+    );
+
+    const rows = await db.coupon.findMany({ where: { promotionId: p.id }, select: { requestId: true } });
+    expect(rows).toHaveLength(3000);
+    expect(new Set(rows.map((r) => r.requestId))).toEqual(new Set(ids));
+    await expectAuditHolds(p);
+  });
+});
+
+test('When an entry crashes every consumer that reads it, then it is dead-lettered after the cap, FAILED, and its batch neighbours are stored', async () => {
+  const p = await newPromotion(40);
+  const neighbours = await Promise.all(Array.from({ length: 30 }, (_, i) => reserve(p, `neighbour-${i}`)));
+  const poison = await reserve(p, 'poison');
+  neighbours.push(...(await Promise.all(Array.from({ length: 5 }, (_, i) => reserve(p, `late-${i}`)))));
+
+  // A supervisor restarts the crashed consumer under the same name, as systemd or Kubernetes would.
+  const crashes: number[] = [];
+  for (let start = 0; start < 10; start++) {
+    const c = spawnConsumer('poisoned', 'poison', { MAX_DELIVERIES: '3' });
+    const exit = await Promise.race([
+      new Promise<number | null>((resolve) => c.child.once('exit', (code) => resolve(code))),
+      eventually(async () => ((await redis.hget(keys.status(p.id, poison), 's')) === 'FAILED' ? 'done' : undefined), 20_000, 'FAILED'),
+    ]);
+    if (exit === 'done') break;
+    crashes.push(exit as number);
+  }
+  // Two crashes in a batch (deliveries 1 and 2), one while tried alone (3): the fourth start dead-letters it.
+  expect(crashes).toHaveLength(3);
+  await allIssued(p, neighbours, Date.now());
+
+  const letters = await new PrismaFailureRepository(db).list(p.id, 10, null);
+  expect(letters).toEqual([expect.objectContaining({ requestId: poison, userId: 'poison', deliveries: 5 })]);
+  expect(letters[0]?.reason).toContain('delivered 5 times');
+  expect(await redis.get(keys.promotion(p.id).stock)).toBe(String(40 - neighbours.length)); // the poison's unit came back
+  expect(await redis.hget(keys.user(p.id, 'poison'), 'n')).toBe('0');
+  const pending = (await redis.xpending(keys.promotion(p.id).stream, CONSUMER_GROUP)) as [number];
+  expect(Number(pending[0])).toBe(0);
+  await expectAuditHolds(p);
+  expect(await audit.check(p.id)).toMatchObject({ failed: 1, persisted: neighbours.length, inFlight: 0 });
+});
+
+test('When two consumers store the same entry at once, then both get its one coupon (no entry left unconfirmed)', async () => {
+  const p = await newPromotion(5);
+  const requestId = newRequestId(p.id);
+  const request: QueuedRequest = { entryId: '1-1', requestId, promotionId: p.id, userId: 'both', requestedAt: new Date(), position: 1 };
+  // The first consumer's INSERT is open, not committed; the second's waits on it, then finds it conflicting.
+  const first = new Client({ connectionString: env.databaseUrl });
+  await first.connect();
+  try {
+    await first.query('BEGIN');
+    await first.query(
+      `INSERT INTO coupons (id, code, promotion_id, user_id, request_id, requested_at, position) VALUES ($1, $2, $3, 'both', $4, now(), 1)`,
+      [newCouponId(), newCouponCode(), p.id, requestId],
+    );
+    const second = new PrismaCouponRepository(db).persistBatch([request]);
+    await new Promise((r) => setTimeout(r, 300)); // the second statement is now waiting on the row lock
+    await first.query('COMMIT');
+    const coupons = await second;
+    expect(coupons.map((c) => c.requestId)).toEqual([requestId]);
+  } finally {
+    await first.end();
+  }
+});
+
+test('When a consumer is stopped during a long blocking read and a long backoff, then stop returns at once', async () => {
+  const p = await newPromotion(5);
+  const consumer = await createConsumer({
+    redisUrl: env.redisUrl,
+    redis,
+    keys,
+    db,
+    options: { consumerName: 'slow-reader', blockMs: 60_000, heartbeatMs: 30_000, deadAfterMs: 60_000, maxBackoffMs: 600_000 },
+  });
+  consumer.start();
+  await reserve(p, 'someone');
+  await eventually(async () => ((await redis.xlen(keys.promotion(p.id).stream)) === 0 ? true : undefined), 10_000, 'drained');
+  await new Promise((r) => setTimeout(r, 200)); // now parked in XREADGROUP BLOCK 30000
+  const stoppedAt = Date.now();
+  await consumer.stop();
+  const took = Date.now() - stoppedAt;
+  console.log(`stop during a blocking read took ${took} ms`);
+  expect(took).toBeLessThan(5000);
+  await expectAuditHolds(p);
+});
+
+test('When Redis and PostgreSQL disagree, then the audit says so', async () => {
+  const p = await newPromotion(10);
+  await reserve(p, 'honest');
+  expect(await audit.check(p.id)).toMatchObject({ holds: true, remainingStock: 9, inFlight: 1, persisted: 0 });
+  await redis.decr(keys.promotion(p.id).stock); // a unit vanished from Redis
+  expect(await audit.check(p.id)).toMatchObject({ holds: false, remainingStock: 8 });
+  await redis.incr(keys.promotion(p.id).stock);
+  // A user holding two coupons of a one-per-user promotion.
+  await db.coupon.create({ data: { id: newCouponId(), code: newCouponCode(), promotionId: p.id, userId: 'greedy', requestId: newRequestId(p.id), requestedAt: new Date() } });
+  await db.coupon.create({ data: { id: newCouponId(), code: newCouponCode(), promotionId: p.id, userId: 'greedy', requestId: newRequestId(p.id), requestedAt: new Date() } });
+  await redis.decrby(keys.promotion(p.id).stock, 2);
+  expect(await audit.check(p.id)).toMatchObject({ holds: false, usersOverLimit: 1, persisted: 2 });
+});
