@@ -26,6 +26,7 @@ const schema = z
     CONSUMER_MAX_BACKOFF_MS: intFrom(10, 600_000, 5000),
     STATUS_TTL_SECONDS: intFrom(3600, 90 * 86400, 7 * 86400),
     SHUTDOWN_TIMEOUT_MS: intFrom(100, 60_000, 8000),
+    RECONCILE_INTERVAL_MS: intFrom(500, 3_600_000, 5000),
     CORS_ORIGINS: z
       .string()
       .regex(/^(\*|https?:\/\/[^\s,]+(,https?:\/\/[^\s,]+)*)$/, 'must be * or a comma-separated list of http(s) origins')
@@ -34,6 +35,15 @@ const schema = z
   .superRefine((env, ctx) => {
     if (env.NODE_ENV === 'production' && (!env.JWT_SECRET || env.JWT_SECRET === DEV_JWT_SECRET)) {
       ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'is required when NODE_ENV=production (and not the development secret)' });
+    }
+    // A stop waits for the consumer's read in progress: a read allowed to block as long as the whole stop
+    // budget would turn every graceful stop of an idle consumer into a timeout (exit 1).
+    if (env.CONSUMER_BLOCK_MS >= env.SHUTDOWN_TIMEOUT_MS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['CONSUMER_BLOCK_MS'],
+        message: `(${env.CONSUMER_BLOCK_MS}) must be below SHUTDOWN_TIMEOUT_MS (${env.SHUTDOWN_TIMEOUT_MS}), or a stop cannot finish in time`,
+      });
     }
   });
 
@@ -53,6 +63,8 @@ export interface Config {
   consumer: { batchSize: number; blockMs: number; claimIdleMs: number; maxBackoffMs: number };
   statusTtlSeconds: number;
   shutdownTimeoutMs: number;
+  /** How often every process checks that PostgreSQL and Redis agree on the promotions, and repairs them. */
+  reconcileIntervalMs: number;
   /** Browser origins allowed to call /graphql: '*' (tokens travel in a header, never in cookies) or a list. */
   corsOrigins: '*' | string[];
 }
@@ -88,6 +100,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     statusTtlSeconds: e.STATUS_TTL_SECONDS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     corsOrigins: e.CORS_ORIGINS === '*' ? '*' : e.CORS_ORIGINS.split(','),
   };
 }

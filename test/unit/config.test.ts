@@ -15,7 +15,17 @@ describe('config', () => {
       migrate: true,
       development: false,
       jwtSecretIsDefault: true,
+      shutdownTimeoutMs: 8000,
+      reconcileIntervalMs: 5000,
     });
+  });
+
+  test('When a consumer read may block just under the stop budget, then it starts', () => {
+    const c = loadConfig({ CONSUMER_BLOCK_MS: '19999', SHUTDOWN_TIMEOUT_MS: '20000', RECONCILE_INTERVAL_MS: '500' });
+
+    expect(c.consumer.blockMs).toBe(19_999);
+    expect(c.shutdownTimeoutMs).toBe(20_000);
+    expect(c.reconcileIntervalMs).toBe(500);
   });
 
   test.each([
@@ -29,6 +39,11 @@ describe('config', () => {
     [{ NODE_ENV: 'production', JWT_SECRET: 'dev-only-secret-change-me-0123456789abcdef' }, 'JWT_SECRET'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
     [{ CORS_ORIGINS: 'shop.example' }, 'CORS_ORIGINS'],
+    [{ CONSUMER_BLOCK_MS: '8000' }, 'CONSUMER_BLOCK_MS'],
+    [{ CONSUMER_BLOCK_MS: '30000', SHUTDOWN_TIMEOUT_MS: '20000' }, 'CONSUMER_BLOCK_MS'],
+    [{ SHUTDOWN_TIMEOUT_MS: '500' }, 'CONSUMER_BLOCK_MS'],
+    [{ RECONCILE_INTERVAL_MS: '100' }, 'RECONCILE_INTERVAL_MS'],
+    [{ RECONCILE_INTERVAL_MS: 'often' }, 'RECONCILE_INTERVAL_MS'],
   ])('When %j, then start-up stops with one line naming %s', (env, variable) => {
     let error: unknown;
     try {
