@@ -16,6 +16,7 @@ import { PromotionService } from './domain/promotion-service';
 import type { Caller } from './domain/types';
 import type { Logger } from './logger';
 import { Metrics } from './metrics';
+import { runEvery } from './periodic';
 import { connectRedis, createDedicatedRedis, createRedis } from './redis/client';
 import { RedisIssuanceEvents } from './redis/event-bus';
 import { RedisKeys } from './redis/keys';
@@ -74,8 +75,13 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const events = subscriber ? new RedisIssuanceEvents(subscriber, keys) : { watchUser: () => Promise.reject(new Error('no subscriptions in ROLE=consumer')) };
   const issuance = new IssuanceService(reservations, couponRepository, events, (outcome) => metrics.issueOutcome(outcome));
 
-  const rebuilt = await promotions.restoreRedisState();
-  if (rebuilt.length) logger.warn({ promotions: rebuilt }, 'rebuilt promotions missing from Redis from PostgreSQL');
+  // Every process repairs what a failure between an admin call's two writes left behind (or what Redis lost):
+  // once before it serves, then every RECONCILE_INTERVAL_MS. Runs are idempotent, so processes need no turns.
+  const reconcile = async () => {
+    const { fixed } = await promotions.reconcile();
+    if (fixed.length) logger.warn({ fixed }, 'PostgreSQL and Redis disagreed on promotions: repaired');
+  };
+  await reconcile();
 
   let migrated = false;
   const readiness = async (): Promise<Readiness> => {
@@ -150,10 +156,15 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const port = listeningPort(httpServer);
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   logger.info({ url, role: config.role }, 'coupon issuance service started');
+  // A failed run is reported and retried at the next interval: the repair is the same whenever it happens.
+  const reconciler = runEvery(config.reconcileIntervalMs, () =>
+    reconcile().catch((error: unknown) => logger.warn({ err: error }, 'reconciliation failed; retrying at the next interval')),
+  );
 
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
+      await reconciler.stop();
       if (graphqlServer) {
         await graphqlServer.closeWebSockets();
         logger.debug('websockets closed');
