@@ -54,11 +54,6 @@ export class PrismaPromotionRepository implements PromotionRepository {
     return rows.map(toRecord);
   }
 
-  async listUnended(now: Date): Promise<PromotionRecord[]> {
-    const rows = await this.db.promotion.findMany({ where: { endedAt: null, endsAt: { gt: now } } });
-    return rows.map(toRecord);
-  }
-
   async listRecent(overSince: Date): Promise<PromotionRecord[]> {
     const rows = await this.db.promotion.findMany({
       where: { OR: [{ endedAt: null, endsAt: { gt: overSince } }, { endedAt: { gt: overSince } }] },

@@ -15,8 +15,6 @@ export interface PromotionRepository {
   findById(id: string): Promise<PromotionRecord | null>;
   /** Newest first; `window` narrows by time window and early end. */
   list(options: { window?: PromotionWindowFilter; now: Date; limit: number; after?: PromotionCursor }): Promise<PromotionRecord[]>;
-  /** All promotions that have not ended, for rebuilding Redis. */
-  listUnended(now: Date): Promise<PromotionRecord[]>;
   /** Promotions not over, plus those over since `overSince` (ended early or past endsAt): what Redis still serves. */
   listRecent(overSince: Date): Promise<PromotionRecord[]>;
   /**
@@ -91,7 +89,6 @@ export interface ReservationStore {
   raiseTotalStock(promotionId: string, totalStock: number): Promise<PromotionCounters | null>;
   /** Stops issuance; returns the end time Redis holds (the first one when ended before), null when missing. */
   endPromotion(promotionId: string, at: Date): Promise<Date | null>;
-  remainingStock(promotionIds: string[]): Promise<Map<string, number>>;
   liveStates(promotionIds: string[]): Promise<Map<string, PromotionLiveState>>;
   /** Which of these promotions the consumers read. */
   registered(promotionIds: string[]): Promise<Set<string>>;

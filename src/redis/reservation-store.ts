@@ -132,21 +132,6 @@ export class RedisReservationStore implements ReservationStore {
     return new Set(promotionIds.filter((_, i) => flags[i] === 1));
   }
 
-  async remainingStock(promotionIds: string[]): Promise<Map<string, number>> {
-    const result = new Map<string, number>();
-    if (promotionIds.length === 0) return result;
-    // One GET per key, pipelined: an MGET across promotions would cross cluster slots.
-    const pipeline = this.redis.pipeline();
-    for (const id of promotionIds) pipeline.get(this.keys.promotion(id).stock);
-    const replies = (await pipeline.exec()) ?? [];
-    promotionIds.forEach((id, i) => {
-      const [err, value] = replies[i] ?? [null, null];
-      if (err) throw err;
-      result.set(id, Math.max(0, Number(value ?? 0)));
-    });
-    return result;
-  }
-
   async issuance(requestId: string): Promise<Issuance | null> {
     const promotionId = promotionIdOfRequest(requestId);
     if (!promotionId) return null;
