@@ -78,8 +78,9 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   // Every process repairs what a failure between an admin call's two writes left behind (or what Redis lost):
   // once before it serves, then every RECONCILE_INTERVAL_MS. Runs are idempotent, so processes need no turns.
   const reconcile = async () => {
-    const { fixed } = await promotions.reconcile();
+    const { fixed, failed } = await promotions.reconcile();
     if (fixed.length) logger.warn({ fixed }, 'PostgreSQL and Redis disagreed on promotions: repaired');
+    for (const { promotionId, error } of failed) logger.warn({ err: error, promotionId }, 'could not reconcile a promotion; retrying at the next interval');
   };
   await reconcile();
 

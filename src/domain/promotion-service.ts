@@ -35,6 +35,8 @@ export type ReconcileFix =
 export interface ReconcileReport {
   checked: number;
   fixed: { promotionId: string; fix: ReconcileFix }[];
+  /** Promotions whose repair failed this time; the next pass tries them again. */
+  failed: { promotionId: string; error: unknown }[];
 }
 
 const WINDOW_OF_STATUS: Record<PromotionStatus, PromotionWindowFilter> = {
@@ -131,18 +133,17 @@ export class PromotionService {
     const records = await this.promotions.listRecent(new Date(now.getTime() - RECONCILE_OVER_WINDOW_MS));
     const ids = records.map((r) => r.id);
     const [live, registered] = await Promise.all([this.reservations.liveStates(ids), this.reservations.registered(ids)]);
-    const fixed: ReconcileReport['fixed'] = [];
+    const report: ReconcileReport = { checked: records.length, fixed: [], failed: [] };
     for (const record of records) {
-      const fixes = await this.reconcileOne(record, live.get(record.id), registered.has(record.id), now);
-      fixed.push(...fixes.map((fix) => ({ promotionId: record.id, fix })));
+      // One promotion whose repair fails (say, a rebuild that times out) must not keep the others unrepaired.
+      try {
+        const fixes = await this.reconcileOne(record, live.get(record.id), registered.has(record.id), now);
+        report.fixed.push(...fixes.map((fix) => ({ promotionId: record.id, fix })));
+      } catch (error) {
+        report.failed.push({ promotionId: record.id, error });
+      }
     }
-    return { checked: records.length, fixed };
-  }
-
-  /** What Redis lost, rebuilt from PostgreSQL (one reconcile() pass); returns the ids rebuilt. */
-  async restoreRedisState(): Promise<string[]> {
-    const { fixed } = await this.reconcile();
-    return fixed.filter((f) => f.fix === 'rebuilt in Redis').map((f) => f.promotionId);
+    return report;
   }
 
   private async reconcileOne(
