@@ -159,13 +159,16 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   logger.info({ url, role: config.role }, 'coupon issuance service started');
   // A failed run is reported and retried at the next interval: the repair is the same whenever it happens.
   const reconciler = runEvery(config.reconcileIntervalMs, () =>
-    reconcile().catch((error: unknown) => logger.warn({ err: error }, 'reconciliation failed; retrying at the next interval')),
+    reconcile().catch((error: unknown) => {
+      // A pass cut short by our own stop (its connections closed) is expected, not worth a warning.
+      if (!reconciler.stopped) logger.warn({ err: error }, 'reconciliation failed; retrying at the next interval');
+    }),
   );
 
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
-      await reconciler.stop();
+      reconciler.stop(); // each repair is one atomic write: a pass cut short leaves nothing half done
       if (graphqlServer) {
         await graphqlServer.closeWebSockets();
         logger.debug('websockets closed');

@@ -78,8 +78,9 @@ export interface ReservationStore {
   /** The one atomic step that decides an issueCoupon outcome. */
   reserve(args: ReserveArgs): Promise<IssueResult>;
   /**
-   * Registers the promotion for the consumers, then creates its Redis state where missing; true when it had to
-   * be (re)built. Registering first means no failure in between leaves a queue that nobody reads.
+   * Registers the promotion for the consumers, writes the given per-user holdings, then creates its Redis state
+   * where missing; true when it had to be (re)built. In that order, a failure part way leaves nothing unsafe: no
+   * queue that nobody reads, no open sale without its per-user counts; the next call finishes the work.
    */
   setupPromotion(promotion: PromotionRecord, issuedCount: number, holdings?: Map<string, UserHoldings>): Promise<boolean>;
   hasPromotion(promotionId: string): Promise<boolean>;

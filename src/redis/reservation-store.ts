@@ -49,6 +49,21 @@ export class RedisReservationStore implements ReservationStore {
   ): Promise<boolean> {
     const k = this.keys.promotion(promotion.id);
     await this.register(promotion.id);
+    // Per-user counts go in before the meta hash: until the meta exists the issue script answers NOT_FOUND,
+    // so a rebuild cut short between the two can never open the sale without its per-user limits.
+    // HSETNX leaves any count Redis still holds as it is.
+    if (holdings && holdings.size > 0) {
+      const expireAt = promotion.endsAt.getTime() + USER_GRACE_MS;
+      const pipeline = this.redis.pipeline();
+      for (const [userId, held] of holdings) {
+        const userKey = this.keys.user(promotion.id, userId);
+        pipeline.hsetnx(userKey, 'n', held.count);
+        pipeline.hsetnx(userKey, 'last', held.lastRequestId);
+        pipeline.pexpireat(userKey, expireAt);
+      }
+      const failed = ((await pipeline.exec()) ?? []).find(([err]) => err);
+      if (failed) throw failed[0];
+    }
     const created = await this.redis.couponSetupPromotion(
       k.meta,
       k.stock,
@@ -63,17 +78,6 @@ export class RedisReservationStore implements ReservationStore {
       issuedCount,
       CONSUMER_GROUP,
     );
-    if (created === 1 && holdings && holdings.size > 0) {
-      const expireAt = promotion.endsAt.getTime() + USER_GRACE_MS;
-      const pipeline = this.redis.pipeline();
-      for (const [userId, held] of holdings) {
-        const userKey = this.keys.user(promotion.id, userId);
-        pipeline.hsetnx(userKey, 'n', held.count);
-        pipeline.hsetnx(userKey, 'last', held.lastRequestId);
-        pipeline.pexpireat(userKey, expireAt);
-      }
-      await pipeline.exec();
-    }
     return created === 1;
   }
 

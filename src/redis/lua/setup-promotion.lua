@@ -1,8 +1,9 @@
 --[[
   setup-promotion: create or rebuild a promotion's Redis state, and its consumer group.
   Only writes what is missing, so it can run on every start and every reconciliation without touching live
-  counters. The caller adds the promotion to the registry BEFORE this script: a registered promotion without
-  keys is harmless (the consumer creates its stream and group), a set-up one nobody reads would queue forever.
+  counters. The caller adds the promotion to the registry and writes any rebuilt per-user counts BEFORE this
+  script: a registered promotion without keys is harmless (the consumer creates its stream and group) while a
+  set-up one nobody reads would queue forever, and the meta hash this script creates is what opens the sale.
 
   KEYS[1] meta hash
   KEYS[2] stock
