@@ -223,3 +223,29 @@ test('When PostgreSQL says ended but Redis does not, or the registry lost a prom
   const s = await stores(ended);
   expect(s.redis.endedAt).toBe(s.pg.endedAt);
 });
+
+test('When a rebuild of lost Redis state is cut short, then no user gets past perUserLimit once it completes', async () => {
+  const id = await createPromotion('rebuild cut', 5);
+  expect(await issueOutcome(id, 'alice')).toBe('QUEUED');
+  await eventually(async () => ((await pg.query('SELECT 1 FROM coupons WHERE promotion_id = $1', [id])).rowCount === 1 ? true : undefined), 20_000, 'alice stored');
+  // The rebuild's per-user counts are the moment to fail at: the sale must not open before they are in.
+  const fired = redisProxy.interceptOnce(
+    (chunk) => chunk.toLowerCase().includes('hsetnx') && chunk.includes(`{p:${id}}:user:alice`),
+    async () => {
+      await redisProxy.cut();
+      return 'drop';
+    },
+  );
+  const lost = await redis.keys(`${env.prefix}{p:${id}}*`); // Redis lost the promotion (a flush, no persistence)
+  await redis.del(...lost);
+
+  await fires(fired); // the reconciler started rebuilding, and Redis went away half way
+  await redisProxy.restore();
+  const restoredAt = Date.now();
+  const outcome = await eventually(() => issueOutcome(id, 'alice').then((o) => (o === 'NOT_FOUND' ? undefined : o)).catch(() => undefined), 20_000, 'rebuilt');
+
+  console.log(`rebuild cut short: issuable again ${Date.now() - restoredAt} ms after Redis came back`);
+
+  expect(outcome).toBe('ALREADY_REQUESTED');
+  expect(await issueOutcome(id, 'bob')).toBe('QUEUED');
+});
