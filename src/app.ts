@@ -20,6 +20,7 @@ import type { Caller } from './domain/types';
 import type { Logger } from './logger';
 import { Metrics } from './metrics';
 import { RedisStateGuard } from './ops/state-guard';
+import { runEvery } from './periodic';
 import { connectRedis, createDedicatedRedis, createRedis } from './redis/client';
 import { RedisIssuanceEvents } from './redis/event-bus';
 import { RedisKeys } from './redis/keys';
@@ -39,9 +40,6 @@ export interface RunningApp {
   /** Stops accepting, finishes in-flight requests and batches, closes subscriptions and connections. */
   stop(): Promise<void>;
 }
-
-/** How often each process checks that Redis still holds the state built from PostgreSQL. */
-const STATE_CHECK_INTERVAL_MS = 1000;
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -86,11 +84,15 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const events = eventBus ?? { watchUser: () => Promise.reject(new Error('no subscriptions in ROLE=consumer')) };
   const issuance = new IssuanceService(reservations, couponRepository, failureRepository, events, (outcome) => metrics.issueOutcome(outcome));
 
-  const rebuilt = await promotions.restoreRedisState();
-  if (rebuilt.length) logger.warn({ promotions: rebuilt }, 'rebuilt promotions missing from Redis from PostgreSQL');
-  const stateGuard = new RedisStateGuard(reservations, () => promotions.restoreRedisState(), () => eventBus?.signalGap(), logger);
-  await stateGuard.ensure();
-  stateGuard.start(STATE_CHECK_INTERVAL_MS);
+  // Every process repairs what a failure between an admin call's two writes left behind (or what Redis lost):
+  // once before it serves, then every RECONCILE_INTERVAL_MS. Runs are idempotent, so processes need no turns.
+  const reconcile = async () => {
+    const { fixed, failed } = await promotions.reconcile();
+    if (fixed.length) logger.warn({ fixed }, 'PostgreSQL and Redis disagreed on promotions: repaired');
+    for (const { promotionId, error } of failed) logger.warn({ err: error, promotionId }, 'could not reconcile a promotion; retrying at the next interval');
+  };
+  const stateGuard = new RedisStateGuard(reservations, reconcile, () => eventBus?.signalGap(), logger);
+  await stateGuard.pass();
 
   let migrated = false;
   const readiness = async (): Promise<Readiness> => {
@@ -165,10 +167,18 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const port = listeningPort(httpServer);
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   logger.info({ url, role: config.role }, 'coupon issuance service started');
+  // A failed run is reported and retried at the next interval: the repair is the same whenever it happens.
+  const reconciler = runEvery(config.reconcileIntervalMs, () =>
+    stateGuard.pass().catch((error: unknown) => {
+      // A pass cut short by our own stop (its connections closed) is expected, not worth a warning.
+      if (!reconciler.stopped) logger.warn({ err: error }, 'reconciliation failed; retrying at the next interval');
+    }),
+  );
 
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
+      reconciler.stop(); // each repair is one atomic write: a pass cut short leaves nothing half done
       if (graphqlServer) {
         await graphqlServer.closeWebSockets();
         logger.debug('websockets closed');
@@ -179,7 +189,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
       logger.debug('http closed');
       await consumer?.stop();
       logger.debug('consumer stopped');
-      await stateGuard.stop();
+      await stateGuard.settle();
       await Promise.all(redisClients.map((c) => c.quit().catch(() => c.disconnect())));
       await db.$disconnect();
       logger.info('coupon issuance service stopped');

@@ -32,6 +32,7 @@ const schema = z
     CONSUMER_MAX_BACKOFF_MS: intFrom(10, 600_000, 5000),
     STATUS_TTL_SECONDS: intFrom(3600, 90 * 86400, 7 * 86400),
     SHUTDOWN_TIMEOUT_MS: intFrom(100, 60_000, 8000),
+    RECONCILE_INTERVAL_MS: intFrom(500, 3_600_000, 5000),
     CORS_ORIGINS: z
       .string()
       .regex(/^(\*|https?:\/\/[^\s,]+(,https?:\/\/[^\s,]+)*)$/, 'must be * or a comma-separated list of http(s) origins')
@@ -72,6 +73,8 @@ export interface Config {
   };
   statusTtlSeconds: number;
   shutdownTimeoutMs: number;
+  /** How often every process checks that PostgreSQL and Redis agree on the promotions, and repairs them. */
+  reconcileIntervalMs: number;
   /** Browser origins allowed to call /graphql: '*' (tokens travel in a header, never in cookies) or a list. */
   corsOrigins: '*' | string[];
 }
@@ -110,6 +113,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     statusTtlSeconds: e.STATUS_TTL_SECONDS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     corsOrigins: e.CORS_ORIGINS === '*' ? '*' : e.CORS_ORIGINS.split(','),
   };
 }

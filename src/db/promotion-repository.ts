@@ -1,5 +1,5 @@
 import type { Prisma } from '../generated/prisma/client';
-import type { PromotionCursor, PromotionRepository, PromotionWindowFilter, UserHoldings } from '../domain/ports';
+import type { PromotionCursor, PromotionRepository, PromotionWindowFilter, StockAddition, UserHoldings } from '../domain/ports';
 import type { PromotionRecord } from '../domain/types';
 import type { Db } from './client';
 
@@ -54,17 +54,31 @@ export class PrismaPromotionRepository implements PromotionRepository {
     return rows.map(toRecord);
   }
 
-  async listUnended(now: Date): Promise<PromotionRecord[]> {
-    const rows = await this.db.promotion.findMany({ where: { endedAt: null, endsAt: { gt: now } } });
+  async listRecent(overSince: Date): Promise<PromotionRecord[]> {
+    const rows = await this.db.promotion.findMany({
+      where: { OR: [{ endedAt: null, endsAt: { gt: overSince } }, { endedAt: { gt: overSince } }] },
+    });
     return rows.map(toRecord);
   }
 
-  async addStock(id: string, amount: number): Promise<PromotionRecord | null> {
-    const rows = await this.db.promotion.updateManyAndReturn({
-      where: { id },
-      data: { totalStock: { increment: amount } },
+  async addStock(id: string, amount: number, idempotencyKey: string | null): Promise<StockAddition | null> {
+    return this.db.$transaction(async (tx) => {
+      if (idempotencyKey !== null) {
+        // The primary key (promotion_id, idempotency_key) settles concurrent repeats: the second insert waits
+        // for the first transaction, then inserts nothing.
+        const promotion = await tx.promotion.findUnique({ where: { id } });
+        if (!promotion) return null;
+        const { count } = await tx.stockAddition.createMany({ data: [{ promotionId: id, idempotencyKey, amount }], skipDuplicates: true });
+        if (count === 0) {
+          const first = await tx.stockAddition.findUniqueOrThrow({ where: { promotionId_idempotencyKey: { promotionId: id, idempotencyKey } } });
+          // Read again: the first call may have committed its new total while this insert waited for it.
+          const now = await tx.promotion.findUniqueOrThrow({ where: { id } });
+          return { promotion: toRecord(now), added: false, amount: first.amount };
+        }
+      }
+      const rows = await tx.promotion.updateManyAndReturn({ where: { id }, data: { totalStock: { increment: amount } } });
+      return rows[0] ? { promotion: toRecord(rows[0]), added: true, amount } : null;
     });
-    return rows[0] ? toRecord(rows[0]) : null;
   }
 
   async end(id: string, at: Date): Promise<PromotionRecord | null> {

@@ -15,15 +15,28 @@ export interface PromotionRepository {
   findById(id: string): Promise<PromotionRecord | null>;
   /** Newest first; `window` narrows by time window and early end. */
   list(options: { window?: PromotionWindowFilter; now: Date; limit: number; after?: PromotionCursor }): Promise<PromotionRecord[]>;
-  /** All promotions that have not ended, for rebuilding Redis. */
-  listUnended(now: Date): Promise<PromotionRecord[]>;
-  addStock(id: string, amount: number): Promise<PromotionRecord | null>;
+  /** Promotions not over, plus those over since `overSince` (ended early or past endsAt): what Redis still serves. */
+  listRecent(overSince: Date): Promise<PromotionRecord[]>;
+  /**
+   * Adds to total_stock. With a key, the key is recorded in the same transaction: a repeated key adds nothing
+   * and answers the promotion as it is now. Null when the promotion does not exist.
+   */
+  addStock(id: string, amount: number, idempotencyKey: string | null): Promise<StockAddition | null>;
+  /** Sets ended_at unless already set (the first end time is kept); null when the promotion does not exist. */
   end(id: string, at: Date): Promise<PromotionRecord | null>;
   issuedCounts(ids: string[]): Promise<Map<string, number>>;
   /** The highest position any stored or failed request of the promotion had (0 when none). */
   lastPosition(promotionId: string): Promise<number>;
   /** Coupons held per user in one promotion, and each user's latest request, for rebuilding Redis. */
   couponsPerUser(promotionId: string): Promise<Map<string, UserHoldings>>;
+}
+
+export interface StockAddition {
+  promotion: PromotionRecord;
+  /** false when the idempotency key had been used before: nothing was added by this call */
+  added: boolean;
+  /** the amount the key's first call added (this call's amount when added) */
+  amount: number;
 }
 
 export interface UserHoldings {
@@ -84,18 +97,36 @@ export interface PromotionCounters {
   totalStock: number;
 }
 
+/** What Redis holds of one promotion, read in one round trip for many. */
+export interface PromotionLiveState {
+  /** false when Redis holds no state for the promotion (never set up, or lost) */
+  exists: boolean;
+  totalStock: number;
+  remainingStock: number;
+  /** set when issuance was stopped early (endPromotion) */
+  endedAt: Date | null;
+}
+
 export interface ReservationStore {
   /** The one atomic step that decides an issueCoupon outcome. */
   reserve(args: ReserveArgs): Promise<IssueResult>;
   /**
-   * Creates the promotion's Redis state where missing; true when it had to be (re)built. `reservationsMade`
-   * (default: issuedCount) restarts the position sequence past every position already used.
+   * Registers the promotion for the consumers, writes the given per-user holdings, then creates its Redis state
+   * where missing; true when it had to be (re)built. In that order, a failure part way leaves nothing unsafe: no
+   * queue that nobody reads, no open sale without its per-user counts; the next call finishes the work.
+   * `reservationsMade` (default: issuedCount) restarts the position sequence past every position already used.
    */
   setupPromotion(promotion: PromotionRecord, issuedCount: number, holdings?: Map<string, UserHoldings>, reservationsMade?: number): Promise<boolean>;
   hasPromotion(promotionId: string): Promise<boolean>;
-  addStock(promotionId: string, amount: number): Promise<PromotionCounters | null>;
-  endPromotion(promotionId: string, at: Date): Promise<boolean>;
-  remainingStock(promotionIds: string[]): Promise<Map<string, number>>;
+  /** Adds the promotion to the set of queues the consumers read. */
+  register(promotionId: string): Promise<void>;
+  /** Raises the total (and the remaining stock by the difference) to `totalStock`; never lowers it. Null when missing. */
+  raiseTotalStock(promotionId: string, totalStock: number): Promise<PromotionCounters | null>;
+  /** Stops issuance; returns the end time Redis holds (the first one when ended before), null when missing. */
+  endPromotion(promotionId: string, at: Date): Promise<Date | null>;
+  liveStates(promotionIds: string[]): Promise<Map<string, PromotionLiveState>>;
+  /** Which of these promotions the consumers read. */
+  registered(promotionIds: string[]): Promise<Set<string>>;
   issuance(requestId: string): Promise<Issuance | null>;
   /** null when Redis holds no counters for the promotion (unknown, retired, or lost). */
   auditSnapshot(promotionId: string): Promise<AuditSnapshot | null>;

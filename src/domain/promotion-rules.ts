@@ -65,6 +65,18 @@ export function validateIdempotencyKey(key: string | null | undefined): string |
   return key;
 }
 
+/**
+ * An admin's idempotency key is stored in PostgreSQL and appears in logs: control characters are refused
+ * (PostgreSQL text cannot even hold NUL).
+ */
+export function validateAdminIdempotencyKey(key: string | null | undefined): string | null {
+  const checked = validateIdempotencyKey(key);
+  if (checked !== null && /[\u0000-\u001f\u007f-\u009f]/.test(checked)) {
+    throw new InputError('idempotencyKey', 'must not contain control characters');
+  }
+  return checked;
+}
+
 /** The status a client sees. An early end (endPromotion) and the natural end both read as ENDED. */
 export function promotionStatus(promotion: PromotionRecord, remainingStock: number, now: Date): PromotionStatus {
   const t = now.getTime();

@@ -1,9 +1,10 @@
 import { requireAdmin } from './access';
-import { NotFoundError } from './errors';
+import { InputError, NotFoundError } from './errors';
 import { isPromotionId, newPromotionId } from './identifiers';
-import type { Clock, PromotionRepository, PromotionWindowFilter, ReservationStore } from './ports';
+import type { Clock, PromotionLiveState, PromotionRepository, PromotionWindowFilter, ReservationStore } from './ports';
 import {
   promotionStatus,
+  validateAdminIdempotencyKey,
   validateListSize,
   validateNewPromotion,
   validateStockAmount,
@@ -18,6 +19,26 @@ export interface CreatePromotionInput {
   endsAt: Date;
 }
 
+/**
+ * Promotions over (ended early, or past endsAt) for longer than this are left out of reconciliation: by then
+ * both stores agree they are over, and the consumers retire their Redis keys (an hour after the end).
+ */
+export const RECONCILE_OVER_WINDOW_MS = 3600_000;
+
+export type ReconcileFix =
+  | 'rebuilt in Redis'
+  | 'end written to PostgreSQL'
+  | 'end written to Redis'
+  | 'total stock raised in Redis'
+  | 'registered for the consumers';
+
+export interface ReconcileReport {
+  checked: number;
+  fixed: { promotionId: string; fix: ReconcileFix }[];
+  /** Promotions whose repair failed this time; the next pass tries them again. */
+  failed: { promotionId: string; error: unknown }[];
+}
+
 const WINDOW_OF_STATUS: Record<PromotionStatus, PromotionWindowFilter> = {
   SCHEDULED: 'SCHEDULED',
   ACTIVE: 'OPEN',
@@ -25,7 +46,12 @@ const WINDOW_OF_STATUS: Record<PromotionStatus, PromotionWindowFilter> = {
   ENDED: 'ENDED',
 };
 
-/** Promotions: PostgreSQL holds them; Redis holds their live counters. PostgreSQL is written first. */
+/**
+ * Promotions: PostgreSQL holds them; Redis holds their live counters and decides issuance. Every admin write
+ * touches both, in the order that is safe if the second write fails (a promotion or stock that PostgreSQL has
+ * and Redis lacks issues nothing; an end that Redis has stops issuance), and reconcile() repairs whatever a
+ * failure between the two writes left behind.
+ */
 export class PromotionService {
   constructor(
     private readonly promotions: PromotionRepository,
@@ -39,6 +65,8 @@ export class PromotionService {
     const fields = validateNewPromotion(input, now);
     const record: PromotionRecord = { id: newPromotionId(), ...fields, endedAt: null, createdAt: now };
     await this.promotions.create(record);
+    // Registers, then sets up (see ReservationStore): a failure after the insert leaves a promotion that
+    // issues nothing yet and that reconcile() sets up.
     await this.reservations.setupPromotion(record, 0);
     return this.viewOf(record, { remainingStock: record.totalStock, issuedCount: 0 });
   }
@@ -67,38 +95,96 @@ export class PromotionService {
     }
   }
 
-  async addStock(caller: Caller | null, promotionId: string, amount: number): Promise<PromotionView> {
+  /**
+   * PostgreSQL first: the new total and the key commit together, so a repeated key adds nothing more. Redis is
+   * then told the ABSOLUTE total, which is harmless to apply twice, late or out of order; a repeat of the key
+   * pushes the total again, which finishes a call that failed between the two stores.
+   */
+  async addStock(caller: Caller | null, promotionId: string, amount: number, idempotencyKey?: string | null): Promise<PromotionView> {
     requireAdmin(caller);
     validateStockAmount(amount);
-    const record = isPromotionId(promotionId) ? await this.promotions.addStock(promotionId, amount) : null;
-    if (!record) throw new NotFoundError('Promotion');
-    if (!(await this.reservations.addStock(promotionId, amount))) await this.rebuild(record);
-    return (await this.views([record]))[0] as PromotionView;
+    const key = validateAdminIdempotencyKey(idempotencyKey);
+    const addition = isPromotionId(promotionId) ? await this.promotions.addStock(promotionId, amount, key) : null;
+    if (!addition) throw new NotFoundError('Promotion');
+    if (!addition.added && addition.amount !== amount) {
+      throw new InputError('idempotencyKey', `was already used for an addition of ${addition.amount}`);
+    }
+    await this.raiseTotalInRedis(addition.promotion);
+    return (await this.views([addition.promotion]))[0] as PromotionView;
   }
 
+  /** Redis first: once it has the end, no issuance goes on, whatever happens to the PostgreSQL write. */
   async end(caller: Caller | null, promotionId: string): Promise<PromotionView> {
     requireAdmin(caller);
-    const now = this.clock.now();
-    const record = isPromotionId(promotionId) ? await this.promotions.end(promotionId, now) : null;
-    if (!record) throw new NotFoundError('Promotion');
-    if (!(await this.reservations.endPromotion(promotionId, record.endedAt ?? now))) await this.rebuild(record);
+    const found = isPromotionId(promotionId) ? await this.promotions.findById(promotionId) : null;
+    if (!found) throw new NotFoundError('Promotion');
+    const endedAt = await this.endInRedis(found, found.endedAt ?? this.clock.now());
+    const record = (await this.promotions.end(found.id, endedAt)) ?? found;
     return (await this.views([record]))[0] as PromotionView;
   }
 
   /**
-   * Makes sure every promotion still running has its Redis state and consumer group; rebuilds what Redis
-   * lost from PostgreSQL (stock = total − coupons stored, per-user counts from coupons). Returns the ids rebuilt.
+   * Makes PostgreSQL and Redis agree on every promotion Redis still serves (not over, or over within the last
+   * hour), whatever failed between the two writes of an admin call, or whatever Redis lost. One query, one
+   * pipelined read, and a write only where they disagree; safe to run from every process at once.
    */
-  async restoreRedisState(): Promise<string[]> {
-    const rebuilt: string[] = [];
-    for (const record of await this.promotions.listUnended(this.clock.now())) {
-      if (await this.reservations.hasPromotion(record.id)) {
-        await this.reservations.setupPromotion(record, 0); // writes nothing live; ensures group and registry
-      } else if (await this.rebuild(record)) {
-        rebuilt.push(record.id);
+  async reconcile(): Promise<ReconcileReport> {
+    const now = this.clock.now();
+    const records = await this.promotions.listRecent(new Date(now.getTime() - RECONCILE_OVER_WINDOW_MS));
+    const ids = records.map((r) => r.id);
+    const [live, registered] = await Promise.all([this.reservations.liveStates(ids), this.reservations.registered(ids)]);
+    const report: ReconcileReport = { checked: records.length, fixed: [], failed: [] };
+    for (const record of records) {
+      // One promotion whose repair fails (say, a rebuild that times out) must not keep the others unrepaired.
+      try {
+        const fixes = await this.reconcileOne(record, live.get(record.id), registered.has(record.id), now);
+        report.fixed.push(...fixes.map((fix) => ({ promotionId: record.id, fix })));
+      } catch (error) {
+        report.failed.push({ promotionId: record.id, error });
       }
     }
-    return rebuilt;
+    return report;
+  }
+
+  private async reconcileOne(
+    record: PromotionRecord,
+    state: PromotionLiveState | undefined,
+    registered: boolean,
+    now: Date,
+  ): Promise<ReconcileFix[]> {
+    // Never set up (a create that failed after its insert), or lost by Redis: rebuild from PostgreSQL.
+    if (!state?.exists) return (await this.rebuild(record)) ? ['rebuilt in Redis'] : [];
+    const fixes: ReconcileFix[] = [];
+    if (state.endedAt && !record.endedAt) {
+      await this.promotions.end(record.id, state.endedAt); // an end whose PostgreSQL write failed
+      fixes.push('end written to PostgreSQL');
+    } else if (record.endedAt && !state.endedAt) {
+      await this.reservations.endPromotion(record.id, record.endedAt);
+      fixes.push('end written to Redis');
+    }
+    if (record.totalStock > state.totalStock) {
+      await this.reservations.raiseTotalStock(record.id, record.totalStock); // an addition whose Redis write failed
+      fixes.push('total stock raised in Redis');
+    }
+    const over = record.endedAt !== null || state.endedAt !== null || now.getTime() >= record.endsAt.getTime();
+    // An ended promotion leaves the registry when the consumers retire it: never put it back.
+    if (!registered && !over) {
+      await this.reservations.register(record.id);
+      fixes.push('registered for the consumers');
+    }
+    return fixes;
+  }
+
+  private async raiseTotalInRedis(record: PromotionRecord): Promise<void> {
+    if (!(await this.reservations.raiseTotalStock(record.id, record.totalStock))) await this.rebuild(record);
+  }
+
+  /** Ends the promotion in Redis, rebuilding it already ended if Redis lacks it; returns the end time Redis holds. */
+  private async endInRedis(record: PromotionRecord, at: Date): Promise<Date> {
+    const ended = await this.reservations.endPromotion(record.id, at);
+    if (ended) return ended;
+    await this.rebuild({ ...record, endedAt: at });
+    return (await this.reservations.endPromotion(record.id, at)) ?? at;
   }
 
   private async rebuild(record: PromotionRecord): Promise<boolean> {
@@ -111,13 +197,13 @@ export class PromotionService {
 
   private async views(records: PromotionRecord[]): Promise<PromotionView[]> {
     const ids = records.map((r) => r.id);
-    const [remaining, issued] = await Promise.all([
-      this.reservations.remainingStock(ids),
-      this.promotions.issuedCounts(ids),
-    ]);
-    return records.map((r) =>
-      this.viewOf(r, { remainingStock: remaining.get(r.id) ?? 0, issuedCount: issued.get(r.id) ?? 0 }),
-    );
+    const [live, issued] = await Promise.all([this.reservations.liveStates(ids), this.promotions.issuedCounts(ids)]);
+    return records.map((r) => {
+      const state = live.get(r.id);
+      // Redis decides issuance: an end it holds shows at once, even before PostgreSQL has it.
+      const record = r.endedAt === null && state?.endedAt ? { ...r, endedAt: state.endedAt } : r;
+      return this.viewOf(record, { remainingStock: state?.remainingStock ?? 0, issuedCount: issued.get(r.id) ?? 0 });
+    });
   }
 
   private viewOf(record: PromotionRecord, live: { remainingStock: number; issuedCount: number }): PromotionView {

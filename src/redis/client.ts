@@ -7,12 +7,18 @@ import { defineScripts, type ScriptedRedis } from './scripts';
  * sent when the connection drops is never sent again: it may have run, and running a reservation or a
  * stock addition twice is exactly what must not happen (the caller sees an error instead).
  */
+const COMMAND_TIMEOUT_MS = 5000;
+
 export function createRedis(url: string, connectionName: string): ScriptedRedis {
   const redis = new Redis(url, {
     connectionName,
     maxRetriesPerRequest: 3,
     enableAutoPipelining: false,
     autoResendUnfulfilledCommands: false,
+    // Without resending, ioredis 5 never settles a command that was in flight when the connection dropped if
+    // the reconnect then succeeds (redis/ioredis#2193): the caller would wait forever. A bound turns that into
+    // the error promised above. No command on this connection blocks, and Redis answers in microseconds.
+    commandTimeout: COMMAND_TIMEOUT_MS,
     lazyConnect: true,
   });
   return defineScripts(redis);

@@ -1,8 +1,8 @@
 import { promotionIdOfRequest } from '../domain/identifiers';
-import type { AuditSnapshot, PromotionCounters, ReservationStore, ReserveArgs, UserHoldings } from '../domain/ports';
+import type { AuditSnapshot, PromotionCounters, PromotionLiveState, ReservationStore, ReserveArgs, UserHoldings } from '../domain/ports';
 import type { IssueResult, Issuance, PromotionRecord } from '../domain/types';
 import { decodeIssuance } from './issuance-codec';
-import { CONSUMER_GROUP, type RedisKeys } from './keys';
+import { CONSUMER_GROUP, META_FIELDS, type RedisKeys } from './keys';
 import { ISSUE_CODES, type ScriptedRedis } from './scripts';
 
 const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
@@ -49,6 +49,22 @@ export class RedisReservationStore implements ReservationStore {
     reservationsMade = issuedCount,
   ): Promise<boolean> {
     const k = this.keys.promotion(promotion.id);
+    await this.register(promotion.id);
+    // Per-user counts go in before the meta hash: until the meta exists the issue script answers NOT_FOUND,
+    // so a rebuild cut short between the two can never open the sale without its per-user limits.
+    // HSETNX leaves any count Redis still holds as it is.
+    if (holdings && holdings.size > 0) {
+      const expireAt = promotion.endsAt.getTime() + USER_GRACE_MS;
+      const pipeline = this.redis.pipeline();
+      for (const [userId, held] of holdings) {
+        const userKey = this.keys.user(promotion.id, userId);
+        pipeline.hsetnx(userKey, 'n', held.count);
+        pipeline.hsetnx(userKey, 'last', held.lastRequestId);
+        pipeline.pexpireat(userKey, expireAt);
+      }
+      const failed = ((await pipeline.exec()) ?? []).find(([err]) => err);
+      if (failed) throw failed[0];
+    }
     const created = await this.redis.couponSetupPromotion(
       k.meta,
       k.stock,
@@ -63,50 +79,62 @@ export class RedisReservationStore implements ReservationStore {
       reservationsMade,
       CONSUMER_GROUP,
     );
-    if (created === 1 && holdings && holdings.size > 0) {
-      const expireAt = promotion.endsAt.getTime() + USER_GRACE_MS;
-      const pipeline = this.redis.pipeline();
-      for (const [userId, held] of holdings) {
-        const userKey = this.keys.user(promotion.id, userId);
-        pipeline.hsetnx(userKey, 'n', held.count);
-        pipeline.hsetnx(userKey, 'last', held.lastRequestId);
-        pipeline.pexpireat(userKey, expireAt);
-      }
-      await pipeline.exec();
-    }
-    await this.redis.sadd(this.keys.activePromotions(), promotion.id);
     return created === 1;
+  }
+
+  async register(promotionId: string): Promise<void> {
+    await this.redis.sadd(this.keys.activePromotions(), promotionId);
   }
 
   async hasPromotion(promotionId: string): Promise<boolean> {
     return (await this.redis.exists(this.keys.promotion(promotionId).meta)) === 1;
   }
 
-  async addStock(promotionId: string, amount: number): Promise<PromotionCounters | null> {
+  async raiseTotalStock(promotionId: string, totalStock: number): Promise<PromotionCounters | null> {
     const k = this.keys.promotion(promotionId);
-    const reply = await this.redis.couponAddStock(k.meta, k.stock, amount);
+    const reply = await this.redis.couponAddStock(k.meta, k.stock, totalStock);
     if (reply === -1) return null;
     return { remainingStock: reply[0], totalStock: reply[1] };
   }
 
-  async endPromotion(promotionId: string, at: Date): Promise<boolean> {
+  async endPromotion(promotionId: string, at: Date): Promise<Date | null> {
     const reply = await this.redis.couponEndPromotion(this.keys.promotion(promotionId).meta, at.getTime());
-    return reply !== -1;
+    return reply === -1 ? null : new Date(Number(reply));
   }
 
-  async remainingStock(promotionIds: string[]): Promise<Map<string, number>> {
-    const result = new Map<string, number>();
+  async liveStates(promotionIds: string[]): Promise<Map<string, PromotionLiveState>> {
+    const result = new Map<string, PromotionLiveState>();
     if (promotionIds.length === 0) return result;
-    // One GET per key, pipelined: an MGET across promotions would cross cluster slots.
+    // Pipelined, one promotion's keys after another: a multi-key command across promotions would cross slots.
     const pipeline = this.redis.pipeline();
-    for (const id of promotionIds) pipeline.get(this.keys.promotion(id).stock);
+    for (const id of promotionIds) {
+      const k = this.keys.promotion(id);
+      pipeline.hmget(k.meta, META_FIELDS.totalStock, META_FIELDS.endedAt);
+      pipeline.get(k.stock);
+    }
     const replies = (await pipeline.exec()) ?? [];
-    promotionIds.forEach((id, i) => {
-      const [err, value] = replies[i] ?? [null, null];
+    const reply = <T>(i: number): T => {
+      const [err, value] = replies[i] ?? [new Error('missing pipeline reply'), null];
       if (err) throw err;
-      result.set(id, Math.max(0, Number(value ?? 0)));
+      return value as T;
+    };
+    promotionIds.forEach((id, i) => {
+      const [total, endedAt] = reply<(string | null)[]>(i * 2);
+      const stock = reply<string | null>(i * 2 + 1);
+      result.set(id, {
+        exists: total !== null && total !== undefined,
+        totalStock: Number(total ?? 0),
+        remainingStock: Math.max(0, Number(stock ?? 0)),
+        endedAt: endedAt ? new Date(Number(endedAt)) : null,
+      });
     });
     return result;
+  }
+
+  async registered(promotionIds: string[]): Promise<Set<string>> {
+    if (promotionIds.length === 0) return new Set();
+    const flags = await this.redis.smismember(this.keys.activePromotions(), ...promotionIds);
+    return new Set(promotionIds.filter((_, i) => flags[i] === 1));
   }
 
   async issuance(requestId: string): Promise<Issuance | null> {

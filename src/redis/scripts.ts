@@ -15,7 +15,7 @@ export interface ScriptCommands {
   couponFail(...keysThenArgs: (string | number)[]): ScriptReply<number>;
   couponSetupPromotion(...keysThenArgs: (string | number)[]): ScriptReply<number>;
   couponAddStock(...keysThenArgs: (string | number)[]): ScriptReply<[number, number] | -1>;
-  couponEndPromotion(...keysThenArgs: (string | number)[]): ScriptReply<number>;
+  couponEndPromotion(...keysThenArgs: (string | number)[]): ScriptReply<string | -1>;
   couponRetire(...keysThenArgs: (string | number)[]): ScriptReply<number>;
   couponAuditSnapshot(...keys: string[]): ScriptReply<(number | string)[]>;
   couponConsumerLease(key: string, owner: string, leaseMs: number, replaceable: string): ScriptReply<number>;

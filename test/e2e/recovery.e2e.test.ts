@@ -73,7 +73,8 @@ function runAudit(...args: string[]): { code: number | null; out: string } {
 }
 
 test('When Redis loses its data under a running service, then readyz says so, the state is rebuilt, a waiting subscription ends NOT_FOUND, and no coupon is oversold', async () => {
-  app = await startTestApp(env, { ROLE: 'api' });
+  // No periodic pass: the first /readyz after the loss is what notices it, so the test sees the 503.
+  app = await startTestApp(env, { ROLE: 'api', RECONCILE_INTERVAL_MS: '3600000' });
   const promotionId = await createPromotion(app.url, 5);
   // Two coupons stored by a consumer, then the consumer is gone: the third request stays QUEUED.
   for (const user of ['u1', 'u2']) expect((await issue(app.url, promotionId, user))?.outcome).toBe('QUEUED');

@@ -122,10 +122,34 @@ describe('issue.lua', () => {
     await reserve(p, 'u1');
     expect((await reserve(p, 'u2')).outcome).toBe('SOLD_OUT');
 
-    const counters = await store.addStock(p.id, 2);
+    const counters = await store.raiseTotalStock(p.id, 3);
 
     expect(counters).toEqual({ remainingStock: 2, totalStock: 3 });
     expect(await reserve(p, 'u2')).toMatchObject({ outcome: 'QUEUED', position: 2, remainingStock: 1 });
+  });
+
+  test('When a total is pushed twice, late or out of order, then the stock is raised once, to the largest total', async () => {
+    const p = await created({ totalStock: 10 });
+    await reserve(p, 'u1');
+
+    const raised = await store.raiseTotalStock(p.id, 15);
+    const again = await store.raiseTotalStock(p.id, 15);
+    const late = await store.raiseTotalStock(p.id, 12);
+
+    expect(raised).toEqual({ remainingStock: 14, totalStock: 15 });
+    expect(again).toEqual(raised);
+    expect(late).toEqual(raised);
+    expect(await store.raiseTotalStock(newPromotionId(), 5)).toBeNull();
+  });
+
+  test('When a promotion is ended twice, then Redis keeps and returns the first end time', async () => {
+    const p = await created();
+    const first = new Date(Date.now() - 1000);
+
+    expect(await store.endPromotion(p.id, first)).toEqual(first);
+    expect(await store.endPromotion(p.id, new Date())).toEqual(first);
+    expect((await store.liveStates([p.id])).get(p.id)).toMatchObject({ exists: true, totalStock: 10, endedAt: first });
+    expect(await store.endPromotion(newPromotionId(), new Date())).toBeNull();
   });
 
   test('When the same call reaches Redis twice (a resent command), then it reserves once and answers the same', async () => {

@@ -15,8 +15,18 @@ describe('config', () => {
       migrate: true,
       development: false,
       jwtSecretIsDefault: true,
+      shutdownTimeoutMs: 8000,
+      reconcileIntervalMs: 5000,
     });
     expect(c.consumer).toMatchObject({ heartbeatMs: 1000, deadAfterMs: 3000, maxDeliveries: 5 });
+  });
+
+  test('When a consumer read may block just under the stop budget, then it starts', () => {
+    const c = loadConfig({ CONSUMER_BLOCK_MS: '19999', SHUTDOWN_TIMEOUT_MS: '20000', RECONCILE_INTERVAL_MS: '500' });
+
+    expect(c.consumer.blockMs).toBe(19_999);
+    expect(c.shutdownTimeoutMs).toBe(20_000);
+    expect(c.reconcileIntervalMs).toBe(500);
   });
 
   test.each([
@@ -33,6 +43,8 @@ describe('config', () => {
     [{ CONSUMER_HEARTBEAT_MS: '2000', CONSUMER_DEAD_AFTER_MS: '3000' }, 'CONSUMER_DEAD_AFTER_MS'],
     [{ CONSUMER_NAME: 'has space' }, 'CONSUMER_NAME'],
     [{ CONSUMER_MAX_DELIVERIES: '1' }, 'CONSUMER_MAX_DELIVERIES'],
+    [{ RECONCILE_INTERVAL_MS: '100' }, 'RECONCILE_INTERVAL_MS'],
+    [{ RECONCILE_INTERVAL_MS: 'often' }, 'RECONCILE_INTERVAL_MS'],
   ])('When %j, then start-up stops with one line naming %s', (env, variable) => {
     let error: unknown;
     try {

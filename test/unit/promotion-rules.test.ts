@@ -1,5 +1,5 @@
 import { InputError } from '../../src/domain/errors';
-import { promotionStatus, validateIdempotencyKey, validateListSize, validateNewPromotion, validateStockAmount } from '../../src/domain/promotion-rules';
+import { promotionStatus, validateAdminIdempotencyKey, validateIdempotencyKey, validateListSize, validateNewPromotion, validateStockAmount } from '../../src/domain/promotion-rules';
 import type { PromotionRecord } from '../../src/domain/types';
 
 const now = new Date('2026-12-01T12:00:00Z');
@@ -49,6 +49,14 @@ describe('promotion rules', () => {
     expect(fieldOf(() => validateListSize(101))).toBe('first');
     expect(fieldOf(() => validateIdempotencyKey(''))).toBe('idempotencyKey');
     expect(fieldOf(() => validateIdempotencyKey('k'.repeat(65)))).toBe('idempotencyKey');
+  });
+
+  test('When an admin idempotency key has control characters or the wrong length, then it is refused; printable text passes', () => {
+    for (const key of ['', 'k'.repeat(65), 'tab\there', 'nul\u0000', 'del\u007f', 'c1\u0085']) {
+      expect(fieldOf(() => validateAdminIdempotencyKey(key))).toBe('idempotencyKey');
+    }
+    expect(validateAdminIdempotencyKey('restock 2026-12-01 #1 ü 🎟')).toBe('restock 2026-12-01 #1 ü 🎟');
+    expect(validateAdminIdempotencyKey(undefined)).toBeNull();
   });
 
   test('When the status is computed, then time window, early end and live stock decide it', () => {

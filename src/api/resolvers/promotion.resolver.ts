@@ -28,13 +28,15 @@ export class PromotionResolver {
     return this.promotionService.create(ctx.caller, input) as Promise<PromotionType>;
   }
 
-  @Mutation(() => PromotionType, { description: 'admin; amount 1 to 1,000,000' })
+  @Mutation(() => PromotionType, { description: 'admin; amount 1 to 1,000,000; a repeated key adds nothing more' })
   addPromotionStock(
     @Arg('promotionId', () => ID) promotionId: string,
     @Arg('amount', () => Int) amount: number,
+    @Arg('idempotencyKey', () => String, { nullable: true, description: '1 to 64 characters, no control characters' })
+    idempotencyKey: string | null,
     @Ctx() ctx: GraphQLContext,
   ): Promise<PromotionType> {
-    return this.promotionService.addStock(ctx.caller, promotionId, amount) as Promise<PromotionType>;
+    return this.promotionService.addStock(ctx.caller, promotionId, amount, idempotencyKey) as Promise<PromotionType>;
   }
 
   @Mutation(() => PromotionType, { description: 'admin; no issuance after this returns' })

@@ -1,6 +1,9 @@
 --[[
   setup-promotion: create or rebuild a promotion's Redis state, and its consumer group.
-  Only writes what is missing, so it can run on every start without touching live counters.
+  Only writes what is missing, so it can run on every start and every reconciliation without touching live
+  counters. The caller adds the promotion to the registry and writes any rebuilt per-user counts BEFORE this
+  script: a registered promotion without keys is harmless (the consumer creates its stream and group) while a
+  set-up one nobody reads would queue forever, and the meta hash this script creates is what opens the sale.
 
   KEYS[1] meta hash
   KEYS[2] stock
@@ -17,6 +20,7 @@
   ARGV[8] consumer group
 
   Returns 1 when the meta hash was (re)created, 0 when it was already there.
+  Repeating it is harmless: what exists is left as it is.
 ]]
 
 local created = 0
