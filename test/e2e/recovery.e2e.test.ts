@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import type { RunningApp } from '../../src/app';
 import { createDb, type Db } from '../../src/db/client';
@@ -17,11 +17,11 @@ import {
 import { startTestApp } from '../helpers/app';
 import { httpGraphQL, record, tokenFor, wsClient } from '../helpers/clients';
 import { createConsumer } from '../helpers/consumers';
-import { createTestEnvironment, deleteKeys, eventually, TEST_JWT_SECRET, type TestEnvironment } from '../helpers/environment';
+import { createTestEnvironment, deleteKeys, eventually, type TestEnvironment } from '../helpers/environment';
+import { ROOT, serviceEnv, spawnService } from '../helpers/service-process';
 
 /** Recovery as clients and operators see it: Redis losing its data, a killed service, the audit and dead letters. */
 
-const ROOT = join(__dirname, '..', '..');
 let env: TestEnvironment;
 let db: Db;
 let redis: ScriptedRedis;
@@ -137,31 +137,10 @@ test('When requests ended FAILED, then deadLetters pages them for admins only, a
   expect(own.body.data?.issuance).toMatchObject({ requestId: ids[0], status: 'FAILED', failureReason: 'reason 0' });
 });
 
-function startService(): Promise<{ url: string; exit: Promise<number | null> }> {
-  const proc = spawn(process.execPath, ['-r', '@swc-node/register', join(ROOT, 'src', 'main.ts')], {
-    env: {
-      ...process.env,
-      DATABASE_URL: env.databaseUrl,
-      REDIS_URL: env.redisUrl,
-      REDIS_KEY_PREFIX: env.prefix,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      JWT_SECRET: TEST_JWT_SECRET,
-      LOG_LEVEL: 'info',
-    },
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  child = proc;
-  const exit = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  return new Promise((resolve, reject) => {
-    let out = '';
-    proc.stdout?.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /"url":"(http:\/\/[^"]+)"/.exec(out);
-      if (match) resolve({ url: match[1] as string, exit });
-    });
-    void exit.then((code) => reject(new Error(`service exited with ${code} before it started:\n${out}`)));
-  });
+async function startService(): Promise<{ url: string; exit: Promise<unknown> }> {
+  const service = spawnService(serviceEnv(env, { NODE_ENV: '' }));
+  child = service.child;
+  return { url: await service.started, exit: service.exit };
 }
 
 test('When the whole service is SIGKILLed mid-rush and restarted at once, then every QUEUED reads ISSUED within seconds, and npm run audit agrees', async () => {
