@@ -1,3 +1,4 @@
+import { expectAuditHolds } from '../helpers/audit';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -122,6 +123,7 @@ test('When PostgreSQL fails after Redis took the end, then the call errors, issu
   expect(after.redis.endedAt).toBe(split.redis.endedAt);
   expect((await httpGraphQL(app.url, PromotionDocument, { id })).body.data?.promotion?.status).toBe('ENDED');
   expect(await issueOutcome(id, 'after-outage')).toBe('ENDED');
+  await expectAuditHolds((promotionId) => app.audit.check(promotionId), id);
 });
 
 test('When Redis is down, then endPromotion errors and changes nothing: the promotion stays ACTIVE in both stores', async () => {
@@ -136,6 +138,7 @@ test('When Redis is down, then endPromotion errors and changes nothing: the prom
   expect(await eventually(() => issueOutcome(id, 'after-redis').catch(() => undefined), 20_000, 'issueCoupon after Redis is back')).toBe('QUEUED');
   expect((await httpGraphQL(app.url, PromotionDocument, { id })).body.data?.promotion?.status).toBe('ACTIVE');
   expect(await stores(id)).toMatchObject({ pg: { endedAt: null }, redis: { endedAt: null } });
+  await expectAuditHolds((promotionId) => app.audit.check(promotionId), id);
 });
 
 test('When the Redis write of a keyed addPromotionStock fails, then the reconciler and a retry with the key add it exactly once', async () => {
@@ -164,6 +167,7 @@ test('When the Redis write of a keyed addPromotionStock fails, then the reconcil
   expect(await stores(id)).toMatchObject({ pg: { totalStock: 12 }, redis: { totalStock: 12, stock: 11 } });
   const { rows } = await pg.query('SELECT amount FROM stock_additions WHERE promotion_id = $1', [id]);
   expect(rows).toEqual([{ amount: 7 }]);
+  await expectAuditHolds((promotionId) => app.audit.check(promotionId), id);
 });
 
 test('When the same key is sent again at once, or without one, then only distinct calls add', async () => {
@@ -182,6 +186,7 @@ test('When the same key is sent again at once, or without one, then only distinc
   }
   expect((await add(1, 'k'.repeat(64))).body.data?.addPromotionStock.totalStock).toBe(9);
   expect((await stores(id)).pg.totalStock).toBe(9);
+  await expectAuditHolds((promotionId) => app.audit.check(promotionId), id);
 });
 
 test('When the Redis set-up of a created promotion fails, then the call errors and the reconciler makes it issuable', async () => {
@@ -204,6 +209,7 @@ test('When the Redis set-up of a created promotion fails, then the call errors a
   expect(await eventually(() => issueOutcome(id, 'first-buyer').catch(() => undefined).then((o) => (o === 'QUEUED' ? o : undefined)), 20_000, 'QUEUED')).toBe('QUEUED');
   console.log(`createPromotion split: issuable ${Date.now() - restoredAt} ms after Redis came back`);
   expect(await redis.sismember(keys.activePromotions(), id)).toBe(1);
+  await expectAuditHolds((promotionId) => app.audit.check(promotionId), id);
 });
 
 test('When PostgreSQL says ended but Redis does not, or the registry lost a promotion, then the reconciler repairs Redis', async () => {
@@ -222,6 +228,7 @@ test('When PostgreSQL says ended but Redis does not, or the registry lost a prom
 
   const s = await stores(ended);
   expect(s.redis.endedAt).toBe(s.pg.endedAt);
+  for (const id of [ended, unregistered]) await expectAuditHolds((promotionId) => app.audit.check(promotionId), id);
 });
 
 test('When a rebuild of lost Redis state is cut short, then no user gets past perUserLimit once it completes', async () => {
@@ -248,4 +255,5 @@ test('When a rebuild of lost Redis state is cut short, then no user gets past pe
 
   expect(outcome).toBe('ALREADY_REQUESTED');
   expect(await issueOutcome(id, 'bob')).toBe('QUEUED');
+  await expectAuditHolds((promotionId) => app.audit.check(promotionId), id);
 });

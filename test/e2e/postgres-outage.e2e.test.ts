@@ -1,6 +1,7 @@
 import type { RunningApp } from '../../src/app';
 import { CouponIssuedDocument, CreatePromotionDocument, IssueCouponDocument, PromotionDocument } from '../generated/graphql';
 import { startTestApp } from '../helpers/app';
+import { expectAuditHolds } from '../helpers/audit';
 import { httpGraphQL, record, tokenFor, wsClient } from '../helpers/clients';
 import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
 import { TcpProxy } from '../helpers/tcp-proxy';
@@ -63,4 +64,5 @@ test('When PostgreSQL is unreachable, then /readyz is 503, issueCoupon still ans
   expect(feed.results).toEqual([{ data: { couponIssued: expect.objectContaining({ requestId: buyer0?.requestId, status: 'ISSUED' }) } }]);
   expect((await fetch(`${app.url}/readyz`)).status).toBe(200);
   await socket.dispose();
+  await expectAuditHolds((id) => app.audit.check(id), promotionId);
 });

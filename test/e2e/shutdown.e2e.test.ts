@@ -4,6 +4,9 @@ import { CouponIssuedDocument, CreatePromotionDocument, IssueCouponDocument } fr
 import { httpGraphQL, record, tokenFor, wsClient } from '../helpers/clients';
 import { createTestEnvironment, eventually, TEST_JWT_SECRET, type TestEnvironment } from '../helpers/environment';
 import { createDb } from '../../src/db/client';
+import { connectRedis, createRedis } from '../../src/redis/client';
+import { RedisKeys } from '../../src/redis/keys';
+import { auditFor, expectAuditHolds } from '../helpers/audit';
 
 /** The real process, stopped as an orchestrator stops it: SIGTERM, and exit 0 within 10 s. */
 
@@ -80,6 +83,15 @@ test('When the service gets SIGTERM mid-sale, then it closes subscriptions, stor
     await eventually(async () => ((await db.coupon.count({ where: { promotionId } })) === 100 ? true : undefined), 20_000, 'all 100 stored');
     child?.kill('SIGTERM');
     expect((await restarted.exit).code).toBe(0);
+    // Once drained, the books balance: the 100 stored plus 100 left make the 200 of stock.
+    const redis = createRedis(env.redisUrl, 'test-audit');
+    await connectRedis(redis);
+    try {
+      const terms = await expectAuditHolds(auditFor(redis, new RedisKeys(env.prefix), db), promotionId);
+      expect(terms).toMatchObject({ persisted: 100, inFlight: 0, remainingStock: 100 });
+    } finally {
+      redis.disconnect();
+    }
   } finally {
     await db.$disconnect();
   }

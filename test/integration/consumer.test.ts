@@ -10,6 +10,7 @@ import { connectRedis, createDedicatedRedis, createRedis } from '../../src/redis
 import { CONSUMER_GROUP, RedisKeys } from '../../src/redis/keys';
 import { RedisReservationStore } from '../../src/redis/reservation-store';
 import type { ScriptedRedis } from '../../src/redis/scripts';
+import { auditFor, expectAuditHolds } from '../helpers/audit';
 import { createConsumer } from '../helpers/consumers';
 import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
 import { TcpProxy } from '../helpers/tcp-proxy';
@@ -93,6 +94,7 @@ async function allIssued(p: PromotionRecord, requestIds: string[]): Promise<void
     const row = rows.find((r) => r.requestId === id);
     expect(status).toMatchObject({ s: 'ISSUED', k: row?.code, c: row?.id });
   }
+  await expectAuditHolds(auditFor(redis, keys, db), p.id);
 }
 
 beforeAll(async () => {
@@ -216,6 +218,9 @@ test('When PostgreSQL is unreachable for a while, then nothing is lost and every
     await eventually(async () => (observed.retries >= 3 ? true : undefined), 10_000, 'retries');
     expect((await rowsOf(p)).length).toBe(0);
     expect(await pendingCount(p)).toBe(40); // held, not dropped
+    // Waiting out an outage counts no delivery: the cap is for crashes, never for a database that is away.
+    const held = (await redis.xpending(keys.promotion(p.id).stream, CONSUMER_GROUP, '-', '+', 100)) as [string, string, number, number][];
+    expect(held.map(([, , , deliveries]) => Number(deliveries))).toEqual(Array.from({ length: 40 }, () => 1));
     for (const id of ids) expect(await redis.hget(keys.status(p.id, id), 's')).toBe('QUEUED');
 
     await proxy.restore();
