@@ -132,17 +132,26 @@ async function oneOfTwo(ctx: Context, signal: 'SIGKILL' | 'SIGSTOP'): Promise<st
   const name = `bench-${signal.toLowerCase()}`;
   const victim = await startProcess(ctx, { ROLE: 'consumer', CONSUMER_NAME: `${name}-a` });
   await startProcess(ctx, { ROLE: 'consumer', CONSUMER_NAME: `${name}-b` });
+  const stream = ctx.keys.promotion(p.id).stream;
   let signalledAt = 0;
-  let held: string[] = [];
-  const ids = await rush(ctx, p, 1000, async () => {
+  // A healthy consumer holds a batch for milliseconds: while the crowd arrives, signal it at a moment it is
+  // seen holding one (or after 2 s of trying).
+  const takeover = (async () => {
+    await sleep(1000);
+    for (const deadline = Date.now() + 2000; Date.now() < deadline; ) {
+      const seen = (await ctx.redis.xpending(stream, CONSUMER_GROUP, '-', '+', 1, `${name}-a`)) as unknown[];
+      if (seen.length > 0) break;
+    }
     victim.kill(signal);
     signalledAt = Date.now();
-    held = await heldBy(ctx, p, `${name}-a`);
-  });
-  const takeover = await issuedAt(ctx, p, held, signalledAt);
+    const held = await heldBy(ctx, p, `${name}-a`);
+    return { held: held.length, ms: await issuedAt(ctx, p, held, signalledAt) };
+  })();
+  const ids = await rush(ctx, p, RUSH_MS + 1, async () => undefined);
+  const { held, ms } = await takeover;
   const all = await issuedAt(ctx, p, ids, signalledAt);
   const audit = await ctx.audit.check(p.id);
-  return row(`${signal} one of two consumers mid-rush`, `${held.length} entries held`, takeover, `all ${ids.length} ISSUED ${all} ms after the signal`, audit?.holds);
+  return row(`${signal} one of two consumers mid-rush`, `${held} entries held`, ms, `all ${ids.length} ISSUED ${all} ms after the signal`, audit?.holds);
 }
 
 async function wholeService(ctx: Context): Promise<string> {
