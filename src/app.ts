@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { createServer } from 'node:http';
 import { Authenticator } from './api/auth';
+import { EdgeLimits } from './api/limits';
 import type { GraphQLContext } from './api/context';
 import { createGraphQLServer, type GraphQLServer } from './api/graphql-server';
 import { createRequestHandler, listeningPort, type Readiness } from './api/http-server';
@@ -20,6 +21,7 @@ import { connectRedis, createDedicatedRedis, createRedis } from './redis/client'
 import { RedisIssuanceEvents } from './redis/event-bus';
 import { RedisKeys } from './redis/keys';
 import { readQueueDepth } from './redis/queue-stats';
+import { RedisRateLimiter } from './redis/rate-limiter';
 import { RedisReservationStore } from './redis/reservation-store';
 import type { ScriptedRedis } from './redis/scripts';
 
@@ -47,7 +49,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const servesApi = config.role !== 'consumer';
   const runsConsumer = config.role !== 'api';
   const development = config.development;
-  if (config.jwtSecretIsDefault) logger.warn('JWT_SECRET is not set: using the development secret. Never do this in production.');
+  if (config.jwtSecretIsDefault && !config.jwt.jwksUrl) logger.warn('JWT_SECRET is not set: using the development secret. Never do this in production.');
 
   if (config.migrate) {
     const applied = await migrate(config.databaseUrl);
@@ -65,7 +67,12 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
 
   const metrics = new Metrics(() => readQueueDepth(redis, keys));
   const statusTtlMs = config.statusTtlSeconds * 1000;
-  const reservations = new RedisReservationStore(redis, keys);
+  const { rateLimits } = config;
+  const reservations = new RedisReservationStore(redis, keys, {
+    perUserPerSecond: rateLimits.issuePerSecond,
+    perUserBurst: rateLimits.issueBurst,
+    perIpPerSecond: rateLimits.issuePerIpPerSecond,
+  });
   const promotionRepository = new PrismaPromotionRepository(db);
   const couponRepository = new PrismaCouponRepository(db);
   const clock = { now: () => new Date() };
@@ -73,6 +80,19 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   // The events feed needs the subscriber connection; a consumer-only process never subscribes.
   const events = subscriber ? new RedisIssuanceEvents(subscriber, keys) : { watchUser: () => Promise.reject(new Error('no subscriptions in ROLE=consumer')) };
   const issuance = new IssuanceService(reservations, couponRepository, events, (outcome) => metrics.issueOutcome(outcome));
+  const limiter = new RedisRateLimiter(redis, {
+    onFallback: (error) => {
+      metrics.rateLimiterFallback();
+      logger.warn({ err: error }, 'rate limiter cannot reach Redis: limiting per process until it answers again');
+    },
+    onRecovered: () => logger.info('rate limiter reaches Redis again'),
+  });
+  const limits = new EdgeLimits(
+    limiter,
+    keys,
+    { userPerSecond: rateLimits.userPerSecond, anonPerSecond: rateLimits.anonPerSecond, trustProxy: config.trustProxy },
+    (kind) => metrics.rateLimited(kind),
+  );
 
   const rebuilt = await promotions.restoreRedisState();
   if (rebuilt.length) logger.warn({ promotions: rebuilt }, 'rebuilt promotions missing from Redis from PostgreSQL');
@@ -100,8 +120,8 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     return { ok, checks };
   };
 
-  const authenticator = new Authenticator(config.jwtSecret);
-  const context = (caller: Caller | null): GraphQLContext => ({ caller, issuance });
+  const authenticator = new Authenticator({ secret: config.jwtSecret, ...config.jwt });
+  const context = (caller: Caller | null, clientIp: string | null): GraphQLContext => ({ caller, clientIp, issuance });
   const onInternalError = (error: unknown) => logger.error({ err: error }, 'internal error');
 
   // The server exists before its handler: Apollo's drain plugin and the WebSocket server attach to it.
@@ -109,12 +129,13 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   let graphqlServer: GraphQLServer | null = null;
   if (servesApi) {
     const schema = await createSchema({ promotions, issuance });
-    graphqlServer = await createGraphQLServer({ schema, httpServer, authenticator, context, development, onInternalError });
+    graphqlServer = await createGraphQLServer({ schema, httpServer, authenticator, context, development, onInternalError, limits });
   }
   httpServer.on(
     'request',
     createRequestHandler({
       graphql: graphqlServer ? { apollo: graphqlServer.apollo, authenticator, context } : null,
+      limits,
       readiness,
       metrics: { contentType: metrics.registry.contentType, text: () => metrics.registry.metrics() },
       onError: onInternalError,

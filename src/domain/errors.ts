@@ -30,3 +30,22 @@ export class ForbiddenError extends Error {
     this.name = 'ForbiddenError';
   }
 }
+
+/** A rate limit refused the call: nothing was done; the client may try again after retryAfterMs. */
+export class RateLimitedError extends Error {
+  constructor(readonly retryAfterMs: number) {
+    super('Rate limit exceeded: try again later');
+    this.name = 'RateLimitedError';
+  }
+}
+
+/** A dependency (an identity provider's keys, say) could not answer: the client may retry after retryAfterMs. */
+export class ServiceUnavailableError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs: number,
+  ) {
+    super(message);
+    this.name = 'ServiceUnavailableError';
+  }
+}

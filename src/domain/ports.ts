@@ -44,6 +44,8 @@ export interface ReserveArgs {
   userId: string;
   requestId: string;
   idempotencyKey: string | null;
+  /** The client's address, for the optional per-IP issueCoupon limit; null when unknown. */
+  clientIp?: string | null;
 }
 
 export interface PromotionCounters {
@@ -52,7 +54,7 @@ export interface PromotionCounters {
 }
 
 export interface ReservationStore {
-  /** The one atomic step that decides an issueCoupon outcome. */
+  /** The one atomic step that decides an issueCoupon outcome. Throws RateLimitedError when a rate bucket refuses. */
   reserve(args: ReserveArgs): Promise<IssueResult>;
   /** Creates the promotion's Redis state where missing; true when it had to be (re)built. */
   setupPromotion(promotion: PromotionRecord, issuedCount: number, holdings?: Map<string, UserHoldings>): Promise<boolean>;

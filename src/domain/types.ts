@@ -61,4 +61,6 @@ export interface QueuedRequest {
 export interface Caller {
   userId: string;
   isAdmin: boolean;
+  /** The shop's checkout backend: a service account, exempt from per-user rate limits like an admin. */
+  isMerchant: boolean;
 }
