@@ -1,6 +1,6 @@
 import { unwrapResolverError } from '@apollo/server/errors';
 import type { GraphQLFormattedError } from 'graphql';
-import { ForbiddenError, InputError, NotFoundError, UnauthenticatedError } from '../domain/errors';
+import { ForbiddenError, InputError, NotFoundError, RateLimitedError, ServiceUnavailableError, UnauthenticatedError } from '../domain/errors';
 
 export const ERROR_CODES = [
   'UNAUTHENTICATED',
@@ -8,6 +8,7 @@ export const ERROR_CODES = [
   'BAD_USER_INPUT',
   'NOT_FOUND',
   'RATE_LIMITED',
+  'SERVICE_UNAVAILABLE',
   'GRAPHQL_PARSE_FAILED',
   'GRAPHQL_VALIDATION_FAILED',
   'QUERY_TOO_COMPLEX',
@@ -31,6 +32,10 @@ function domainError(error: unknown): { code: ErrorCode; message: string; extra?
   if (error instanceof NotFoundError) return { code: 'NOT_FOUND', message: error.message };
   if (error instanceof UnauthenticatedError) return { code: 'UNAUTHENTICATED', message: error.message };
   if (error instanceof ForbiddenError) return { code: 'FORBIDDEN', message: error.message };
+  if (error instanceof RateLimitedError) return { code: 'RATE_LIMITED', message: error.message, extra: { retryAfterMs: error.retryAfterMs } };
+  if (error instanceof ServiceUnavailableError) {
+    return { code: 'SERVICE_UNAVAILABLE', message: error.message, extra: { retryAfterMs: error.retryAfterMs } };
+  }
   return null;
 }
 

@@ -60,6 +60,9 @@ export function rateLimitedError(retryAfterMs: number): GraphQLError {
   });
 }
 
+/** Bursts of one second's worth, and at least one call (a rate under 1 a second still lets one through). */
+const oneSecondsWorth = (rate: number): number => Math.max(1, rate);
+
 export const retryAfterSeconds = (ms: number): string => String(Math.max(1, Math.ceil(ms / 1000)));
 
 /** A request refused whole, before any GraphQL ran: 429 (rate) or 503 (a dependency), with Retry-After. */
@@ -103,7 +106,7 @@ export class EdgeLimits {
   async anonymous(ip: string): Promise<number> {
     const rate = this.config.anonPerSecond;
     if (rate <= 0) return 0;
-    const wait = await this.limiter.take(this.keys.anonBucket(ip), rate, rate);
+    const wait = await this.limiter.take(this.keys.anonBucket(ip), rate, oneSecondsWorth(rate));
     if (wait > 0) this.onRefused('anonymous');
     return wait;
   }
@@ -116,7 +119,7 @@ export class EdgeLimits {
   async operation(caller: Caller | null, operation: OperationDefinitionNode): Promise<void> {
     const rate = this.config.userPerSecond;
     if (!caller || rate <= 0 || caller.isAdmin || caller.isMerchant || onlyIssueCoupon(operation)) return;
-    const wait = await this.limiter.take(this.keys.userBucket(caller.userId), rate, rate);
+    const wait = await this.limiter.take(this.keys.userBucket(caller.userId), rate, oneSecondsWorth(rate));
     if (wait > 0) {
       this.onRefused('user');
       throw rateLimitedError(wait);

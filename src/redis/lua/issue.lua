@@ -25,7 +25,7 @@
   ARGV[6] how long the user hash outlives the promotion's end, ms
   ARGV[7] the user's rate, calls a second (0: no limit)
   ARGV[8] the user's burst (bucket size)
-  ARGV[9] the client IP's rate, calls a second, bursts of one second's worth (0: no limit)
+  ARGV[9] the client IP's rate, calls a second, bursts of one second's worth, at least 1 (0: no limit)
 
   Returns { code, requestId, position, remainingStock }:
     1 QUEUED, 2 QUEUED (replay of an idempotency key: the first call's payload, as it was),
@@ -59,7 +59,7 @@ local userRate, ipRate = tonumber(ARGV[7]), tonumber(ARGV[9])
 local wait = 0
 if userRate > 0 then wait = gcra_wait(KEYS[8], nowUs, userRate, tonumber(ARGV[8])) end
 -- Both buckets are looked at before either is spent: a refusal by one costs no token of the other.
-if wait == 0 and ipRate > 0 then wait = gcra_wait(KEYS[9], nowUs, ipRate, ipRate) end
+if wait == 0 and ipRate > 0 then wait = gcra_wait(KEYS[9], nowUs, ipRate, math.max(1, ipRate)) end
 if wait > 0 then
   return { -6, '', 0, wait }
 end
