@@ -119,7 +119,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         }
         try {
           assertOperationComplexity(document, operation);
-          await limits.operation(ctx.extra.caller ?? null, operation);
+          await limits.operation(ctx.extra.caller ?? null, operation, 'ws');
         } catch (error) {
           return [error as GraphQLError];
         }

@@ -49,14 +49,14 @@ function normalizeIp(ip: string): string {
   return ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
 }
 
-export function rateLimitedError(retryAfterMs: number): GraphQLError {
+/**
+ * RATE_LIMITED for an operation refused before it ran. Over HTTP, Apollo answers an error thrown before
+ * execution with the status and headers of `http` (and strips it); a WebSocket has no status to set.
+ */
+export function rateLimitedError(retryAfterMs: number, transport: 'http' | 'ws'): GraphQLError {
+  const http = { status: 429, headers: new HeaderMap([['retry-after', retryAfterSeconds(retryAfterMs)]]) };
   return new GraphQLError('Rate limit exceeded: try again later', {
-    extensions: {
-      code: 'RATE_LIMITED',
-      retryAfterMs,
-      // Apollo answers an error thrown before execution with this status and these headers (and strips `http`).
-      http: { status: 429, headers: new HeaderMap([['retry-after', retryAfterSeconds(retryAfterMs)]]) },
-    },
+    extensions: { code: 'RATE_LIMITED', retryAfterMs, ...(transport === 'http' ? { http } : {}) },
   });
 }
 
@@ -116,13 +116,13 @@ export class EdgeLimits {
    * user's bucket is empty. Admins and merchants (back-end service accounts) are exempt, and so is an operation
    * made only of issueCoupon, which has a bucket of its own.
    */
-  async operation(caller: Caller | null, operation: OperationDefinitionNode): Promise<void> {
+  async operation(caller: Caller | null, operation: OperationDefinitionNode, transport: 'http' | 'ws'): Promise<void> {
     const rate = this.config.userPerSecond;
     if (!caller || rate <= 0 || caller.isAdmin || caller.isMerchant || onlyIssueCoupon(operation)) return;
     const wait = await this.limiter.take(this.keys.userBucket(caller.userId), rate, oneSecondsWorth(rate));
     if (wait > 0) {
       this.onRefused('user');
-      throw rateLimitedError(wait);
+      throw rateLimitedError(wait, transport);
     }
   }
 
@@ -134,7 +134,7 @@ export class EdgeLimits {
     return {
       requestDidStart: async () => ({
         didResolveOperation: async ({ operation, contextValue }) => {
-          if (operation) await this.operation(contextValue.caller, operation);
+          if (operation) await this.operation(contextValue.caller, operation, 'http');
         },
         willSendResponse: async ({ response }) => {
           if (response.body.kind !== 'single') return;
