@@ -117,13 +117,26 @@ export class EdgeLimits {
    * made only of issueCoupon, which has a bucket of its own.
    */
   async operation(caller: Caller | null, operation: OperationDefinitionNode, transport: 'http' | 'ws'): Promise<void> {
-    const rate = this.config.userPerSecond;
-    if (!caller || rate <= 0 || caller.isAdmin || caller.isMerchant || onlyIssueCoupon(operation)) return;
-    const wait = await this.limiter.take(this.keys.userBucket(caller.userId), rate, oneSecondsWorth(rate));
+    if (onlyIssueCoupon(operation)) return;
+    const wait = await this.takeUserToken(caller);
     if (wait > 0) {
       this.onRefused('user');
       throw rateLimitedError(wait, transport);
     }
+  }
+
+  /**
+   * A signed-in caller's document that never became an operation (it did not parse or validate) still costs
+   * the server its parse: it takes a token too, so a stream of broken documents is bounded like the rest.
+   */
+  async invalidDocument(caller: Caller | null): Promise<void> {
+    if ((await this.takeUserToken(caller)) > 0) this.onRefused('user');
+  }
+
+  private async takeUserToken(caller: Caller | null): Promise<number> {
+    const rate = this.config.userPerSecond;
+    if (!caller || rate <= 0 || caller.isAdmin || caller.isMerchant) return 0;
+    return this.limiter.take(this.keys.userBucket(caller.userId), rate, oneSecondsWorth(rate));
   }
 
   /**
@@ -135,6 +148,9 @@ export class EdgeLimits {
       requestDidStart: async () => ({
         didResolveOperation: async ({ operation, contextValue }) => {
           if (operation) await this.operation(contextValue.caller, operation, 'http');
+        },
+        didEncounterErrors: async ({ operation, contextValue }) => {
+          if (!operation) await this.invalidDocument(contextValue.caller);
         },
         willSendResponse: async ({ response }) => {
           if (response.body.kind !== 'single') return;

@@ -176,6 +176,16 @@ describe('other operations per user', () => {
     await socket.dispose();
     expect(exempt.map((r) => r.status)).toEqual(Array(10).fill(200));
   });
+  test('When a user sends documents that do not parse, then they take tokens too', async () => {
+    const token = await tokenFor('scribbler');
+    const from = { 'x-forwarded-for': '192.0.2.98' };
+
+    const broken = await postGraphQL(strict.url, '{ myCoupons { id ', {}, { ...bearer(token), ...from });
+    const next = await postGraphQL(strict.url, MY_COUPONS, {}, { ...bearer(token), ...from });
+
+    expect(codeOf(broken)).toBe('GRAPHQL_PARSE_FAILED');
+    expectRefusedWhole(next);
+  });
 });
 
 describe('anonymous requests per client IP', () => {
