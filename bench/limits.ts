@@ -77,9 +77,15 @@ async function main(): Promise<void> {
         hot.push({ label: `${label}, round ${round}`, r: await runLoad(load(label, t, CONNECTIONS, crowd)) });
       }
     }
-    await Promise.all(children.splice(0).map((c) => stopChild(c)));
 
-    // 2. The victim crowd alone, then beside one hammering token, on the default limits.
+    // 2. The victim crowd alone, then beside one hammering token, on the default limits; and, for comparison,
+    // beside the same hammer on the service whose issueCoupon bucket is off.
+    log('victim beside a hammering token, bucket off');
+    const [victimUnlimited, attackerUnlimited] = await Promise.all([
+      runLoad(load('victim', off, CONNECTIONS, crowd)),
+      runLoad(load('hammer', off, HAMMER_CONNECTIONS, [hammer])),
+    ]);
+    await Promise.all(children.splice(0).map((c) => stopChild(c)));
     const defaults = await start('defaults', {});
     await runLoad({ ...load('warm-up', defaults, CONNECTIONS, crowd), durationSeconds: 2 });
     log('victim alone');
@@ -110,9 +116,13 @@ async function main(): Promise<void> {
       row('crowd alone', alone),
       row('crowd, during the hammer', victim),
       row('the hammering token', attacker),
+      row('crowd, during the hammer, issueCoupon bucket off', victimUnlimited),
+      row('the hammering token, issueCoupon bucket off', attackerUnlimited),
       '',
       `The hammering token got ${fmt(attacker.outcomes.get('QUEUED') ?? 0)} QUEUED in ${DURATION} s (the bucket allows at most 10 + 5 × ${DURATION} = ${10 + 5 * DURATION}); ` +
-        'the rest were HTTP 429. It still costs the service the HTTP and GraphQL work of every request it sends.',
+        'the rest were HTTP 429. With the bucket off it gets its per-user limit (100) at once, then ALREADY_REQUESTED. ' +
+        'Either way each of its requests costs the service its HTTP, token and GraphQL work: the limit bounds what a ' +
+        'token obtains, not the CPU its requests take (that is bounded by connection and parse limits, and upstream).',
       '',
     ].join('\n');
     process.stdout.write(`\n${markdown}`);
