@@ -1,7 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import { HeaderMap, type ApolloServerPlugin } from '@apollo/server';
+import { unwrapResolverError } from '@apollo/server/errors';
 import { GraphQLError, Kind, type OperationDefinitionNode } from 'graphql';
+import { RateLimitedError } from '../domain/errors';
 import type { Caller } from '../domain/types';
 import type { RedisKeys } from '../redis/keys';
 import type { RedisRateLimiter } from '../redis/rate-limiter';
@@ -22,7 +24,7 @@ export interface EdgeLimitsConfig {
   trustProxy: number;
 }
 
-export type LimitKind = 'anonymous' | 'user';
+export type LimitKind = 'anonymous' | 'user' | 'issue';
 
 /** Paths that must answer whoever asks: probes and scrapers poll them from few addresses. */
 const UNLIMITED_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
@@ -149,8 +151,10 @@ export class EdgeLimits {
         didResolveOperation: async ({ operation, contextValue }) => {
           if (operation) await this.operation(contextValue.caller, operation, 'http');
         },
-        didEncounterErrors: async ({ operation, contextValue }) => {
+        didEncounterErrors: async ({ operation, contextValue, errors }) => {
           if (!operation) await this.invalidDocument(contextValue.caller);
+          // issueCoupon's refusals come from its bucket in the reservation script: counted here, as they leave.
+          for (const error of errors) if (unwrapResolverError(error) instanceof RateLimitedError) this.onRefused('issue');
         },
         willSendResponse: async ({ response }) => {
           if (response.body.kind !== 'single') return;

@@ -233,3 +233,14 @@ describe('anonymous requests per client IP', () => {
     expect(results.filter((r) => r.status === 429).length).toBeGreaterThan(0);
   });
 });
+
+describe('metrics', () => {
+  test('When limits have refused calls, then /metrics counts them by limit', async () => {
+    const text = await (await fetch(`${app.url}/metrics`)).text();
+
+    for (const limit of ['issue', 'user', 'anonymous']) {
+      const line = text.split('\n').find((l) => l.startsWith(`rate_limited_total{limit="${limit}"}`));
+      expect(Number(line?.split(' ')[1])).toBeGreaterThan(0);
+    }
+  });
+});
