@@ -176,6 +176,16 @@ describe('an identity provider\'s JWKS', () => {
     expect(r.body.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
   });
 
+  test('When the key server goes down after its keys were fetched, then tokens signed with those keys still pass (keys cached)', async () => {
+    await close(keyServer);
+    const fresh = await idpToken(ec, 'auth0|after-outage'); // never seen before: not in the verified-token cache
+
+    const r = await postGraphQL(idp.url, MY_COUPONS, {}, bearer(fresh));
+
+    expect(r.status).toBe(200);
+    expect(r.body.data?.myCoupons).toEqual([]);
+  });
+
   test('When the key server is down, then 503 SERVICE_UNAVAILABLE with Retry-After (4503 over WebSocket), never 401; once it is back, tokens pass', async () => {
     const spare = await serveJwks([rsa.jwk, ec.jwk]);
     const port = portOf(spare);
