@@ -1,5 +1,5 @@
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, SignJWT, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import { ServiceUnavailableError, UnauthenticatedError } from '../domain/errors';
+import { UnavailableError, UnauthenticatedError } from '../domain/errors';
 import { isUserId, USER_ID_MAX_LENGTH } from '../domain/identifiers';
 import type { Caller } from '../domain/types';
 
@@ -43,7 +43,7 @@ export class Authenticator {
     this.algorithms = this.remote ? ['RS256', 'ES256'] : ['HS256'];
   }
 
-  /** null for no credentials; throws UnauthenticatedError for bad ones, ServiceUnavailableError when the keys cannot be fetched. */
+  /** null for no credentials; throws UnauthenticatedError for bad ones, UnavailableError when the keys cannot be fetched. */
   async fromAuthorization(value: string | undefined | null): Promise<Caller | null> {
     if (value === undefined || value === null || value === '') return null;
     const match = /^Bearer\s+(\S+)\s*$/i.exec(value);
@@ -83,7 +83,7 @@ export class Authenticator {
         typeof this.key === 'function' ? await jwtVerify(token, this.key, options) : await jwtVerify(token, this.key, options));
     } catch (error) {
       if (this.remote && keysUnavailable(error)) {
-        throw new ServiceUnavailableError('The identity provider could not be reached: try again shortly', JWKS_RETRY_AFTER_MS);
+        throw new UnavailableError('The identity provider could not be reached: try again shortly', JWKS_RETRY_AFTER_MS);
       }
       throw new UnauthenticatedError(error instanceof joseErrors.JWTExpired ? 'Token expired' : 'Invalid token');
     }

@@ -1,6 +1,6 @@
 import { unwrapResolverError } from '@apollo/server/errors';
 import type { GraphQLFormattedError } from 'graphql';
-import { ForbiddenError, InputError, NotFoundError, RateLimitedError, ServiceUnavailableError, UnauthenticatedError } from '../domain/errors';
+import { ForbiddenError, InputError, NotFoundError, RateLimitedError, UnauthenticatedError, UnavailableError } from '../domain/errors';
 
 export const ERROR_CODES = [
   'UNAUTHENTICATED',
@@ -33,7 +33,7 @@ function domainError(error: unknown): { code: ErrorCode; message: string; extra?
   if (error instanceof UnauthenticatedError) return { code: 'UNAUTHENTICATED', message: error.message };
   if (error instanceof ForbiddenError) return { code: 'FORBIDDEN', message: error.message };
   if (error instanceof RateLimitedError) return { code: 'RATE_LIMITED', message: error.message, extra: { retryAfterMs: error.retryAfterMs } };
-  if (error instanceof ServiceUnavailableError) {
+  if (error instanceof UnavailableError) {
     return { code: 'SERVICE_UNAVAILABLE', message: error.message, extra: { retryAfterMs: error.retryAfterMs } };
   }
   return null;

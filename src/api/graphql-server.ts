@@ -5,7 +5,7 @@ import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDi
 import { GraphQLError, getOperationAST, parse, validate, type ExecutionArgs, type GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
-import { ServiceUnavailableError } from '../domain/errors';
+import { UnavailableError } from '../domain/errors';
 import type { Caller } from '../domain/types';
 import type { Authenticator } from './auth';
 import { assertOperationComplexity } from './complexity';
@@ -92,7 +92,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         try {
           caller = await options.authenticator.fromAuthorization(raw);
         } catch (error) {
-          if (error instanceof ServiceUnavailableError) ctx.extra.socket.close(CLOSE_SERVICE_UNAVAILABLE, 'Service unavailable');
+          if (error instanceof UnavailableError) ctx.extra.socket.close(CLOSE_SERVICE_UNAVAILABLE, 'Service unavailable');
           return false; // graphql-ws closes with 4403 Forbidden (a socket already closed stays as it was)
         }
         ctx.extra.caller = caller;

@@ -1,7 +1,7 @@
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { HeaderMap, type ApolloServer } from '@apollo/server';
-import { ServiceUnavailableError, UnauthenticatedError } from '../domain/errors';
+import { UnavailableError, UnauthenticatedError } from '../domain/errors';
 import type { Caller } from '../domain/types';
 import type { Authenticator } from './auth';
 import type { GraphQLContext } from './context';
@@ -117,7 +117,7 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
     try {
       caller = await graphql.authenticator.fromAuthorization(req.headers.authorization);
     } catch (error) {
-      if (error instanceof ServiceUnavailableError) return refuseWhole(res, 503, 'SERVICE_UNAVAILABLE', error.message, error.retryAfterMs);
+      if (error instanceof UnavailableError) return refuseWhole(res, 503, 'SERVICE_UNAVAILABLE', error.message, error.retryAfterMs);
       if (!(error instanceof UnauthenticatedError)) throw error;
       // A bad token earns no more than no token: it counts against the address's anonymous rate.
       if (await anonymousRefused(req, res, ip)) return;

@@ -31,6 +31,17 @@ export class ForbiddenError extends Error {
   }
 }
 
+/** A dependency could not answer or confirm in time; the client may retry after retryAfterMs. */
+export class UnavailableError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs: number,
+  ) {
+    super(message);
+    this.name = 'UnavailableError';
+  }
+}
+
 /** A rate limit refused the call: nothing was done; the client may try again after retryAfterMs. */
 export class RateLimitedError extends Error {
   constructor(readonly retryAfterMs: number) {
@@ -39,16 +50,5 @@ export class RateLimitedError extends Error {
     // Refusals are what a hammering client gets, by the thousand: a fixed stack spares formatting one per call
     // (graphql-js copies the original error's stack, which makes V8 format it), and it would say nothing anyway.
     this.stack = `${this.name}: ${this.message}`;
-  }
-}
-
-/** A dependency (an identity provider's keys, say) could not answer: the client may retry after retryAfterMs. */
-export class ServiceUnavailableError extends Error {
-  constructor(
-    message: string,
-    readonly retryAfterMs: number,
-  ) {
-    super(message);
-    this.name = 'ServiceUnavailableError';
   }
 }
