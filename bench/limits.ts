@@ -5,7 +5,8 @@
  *   2. victim   — a crowd of users calling issueCoupon (each far under its limit) alone, then while one token
  *      hammers issueCoupon on as many connections as it likes, against the default limits.
  * Prints a markdown report and writes it to bench/results/limits-latest.md. What it created is removed at the end.
- * Options through the environment: BENCH_DURATION (5 s a phase), BENCH_CONNECTIONS (50), BENCH_HAMMER_CONNECTIONS (50).
+ * Options through the environment: BENCH_DURATION (5 s a phase), BENCH_CONNECTIONS (50), BENCH_HAMMER_CONNECTIONS (50),
+ * BENCH_REDIS_URL, BENCH_DATABASE_URL (default coupons_bench_limits; the name must contain "bench": it is emptied).
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -20,7 +21,8 @@ import { ISSUE_COUPON, createPromotion, truncateBenchTables } from './service';
 
 const ROOT = join(__dirname, '..');
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/coupons_bench';
+// A database of its own by default: `npm run bench` empties coupons_bench, and the two may run at the same time.
+const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/coupons_bench_limits';
 const positive = (name: string, fallback: number, max: number) => {
   const n = Number(process.env[name] ?? fallback);
   if (!Number.isInteger(n) || n < 1 || n > max) throw new Error(`${name} must be an integer from 1 to ${max}`);
