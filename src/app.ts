@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { createServer } from 'node:http';
 import { Authenticator } from './api/auth';
+import { EdgeLimits } from './api/limits';
 import type { GraphQLContext } from './api/context';
 import { createGraphQLServer, type GraphQLServer } from './api/graphql-server';
 import { createRequestHandler, listeningPort, type Readiness } from './api/http-server';
@@ -25,6 +26,7 @@ import { connectRedis, createDedicatedRedis, createRedis } from './redis/client'
 import { RedisIssuanceEvents } from './redis/event-bus';
 import { RedisKeys } from './redis/keys';
 import { readQueueDepth } from './redis/queue-stats';
+import { RedisRateLimiter } from './redis/rate-limiter';
 import { RedisReservationStore } from './redis/reservation-store';
 import { RedisStreamQueue } from './redis/stream-queue';
 import type { ScriptedRedis } from './redis/scripts';
@@ -54,7 +56,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const servesApi = config.role !== 'consumer';
   const runsConsumer = config.role !== 'api';
   const development = config.development;
-  if (config.jwtSecretIsDefault) logger.warn('JWT_SECRET is not set: using the development secret. Never do this in production.');
+  if (config.jwtSecretIsDefault && !config.jwt.jwksUrl) logger.warn('JWT_SECRET is not set: using the development secret. Never do this in production.');
 
   if (config.migrate) {
     const applied = await migrate(config.databaseUrl);
@@ -72,7 +74,12 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
 
   const metrics = new Metrics(() => readQueueDepth(redis, keys));
   const statusTtlMs = config.statusTtlSeconds * 1000;
-  const reservations = new RedisReservationStore(redis, keys);
+  const { rateLimits } = config;
+  const reservations = new RedisReservationStore(redis, keys, {
+    perUserPerSecond: rateLimits.issuePerSecond,
+    perUserBurst: rateLimits.issueBurst,
+    perIpPerSecond: rateLimits.issuePerIpPerSecond,
+  });
   const promotionRepository = new PrismaPromotionRepository(db);
   const couponRepository = new PrismaCouponRepository(db);
   const failureRepository = new PrismaFailureRepository(db);
@@ -83,6 +90,19 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const eventBus = subscriber ? new RedisIssuanceEvents(subscriber, keys) : null;
   const events = eventBus ?? { watchUser: () => Promise.reject(new Error('no subscriptions in ROLE=consumer')) };
   const issuance = new IssuanceService(reservations, couponRepository, failureRepository, events, (outcome) => metrics.issueOutcome(outcome));
+  const limiter = new RedisRateLimiter(redis, {
+    onFallback: (error) => {
+      metrics.rateLimiterFallback();
+      logger.warn({ err: error }, 'rate limiter cannot reach Redis: limiting per process until it answers again');
+    },
+    onRecovered: () => logger.info('rate limiter reaches Redis again'),
+  });
+  const limits = new EdgeLimits(
+    limiter,
+    keys,
+    { userPerSecond: rateLimits.userPerSecond, anonPerSecond: rateLimits.anonPerSecond, trustProxy: config.trustProxy },
+    (kind) => metrics.rateLimited(kind),
+  );
 
   // Every process repairs what a failure between an admin call's two writes left behind (or what Redis lost):
   // once before it serves, then every RECONCILE_INTERVAL_MS. Runs are idempotent, so processes need no turns.
@@ -120,8 +140,8 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     return { ok, checks };
   };
 
-  const authenticator = new Authenticator(config.jwtSecret);
-  const context = (caller: Caller | null): GraphQLContext => ({ caller, issuance });
+  const authenticator = new Authenticator({ secret: config.jwtSecret, ...config.jwt });
+  const context = (caller: Caller | null, clientIp: string | null): GraphQLContext => ({ caller, clientIp, issuance });
   const onInternalError = (error: unknown) => logger.error({ err: error }, 'internal error');
 
   // The server exists before its handler: Apollo's drain plugin and the WebSocket server attach to it.
@@ -129,12 +149,13 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   let graphqlServer: GraphQLServer | null = null;
   if (servesApi) {
     const schema = await createSchema({ promotions, issuance, audit });
-    graphqlServer = await createGraphQLServer({ schema, httpServer, authenticator, context, development, onInternalError });
+    graphqlServer = await createGraphQLServer({ schema, httpServer, authenticator, context, development, onInternalError, limits });
   }
   httpServer.on(
     'request',
     createRequestHandler({
       graphql: graphqlServer ? { apollo: graphqlServer.apollo, authenticator, context } : null,
+      limits,
       readiness,
       metrics: { contentType: metrics.registry.contentType, text: () => metrics.registry.metrics() },
       onError: onInternalError,

@@ -4,6 +4,9 @@ const DEV_JWT_SECRET = 'dev-only-secret-change-me-0123456789abcdef';
 
 const intFrom = (min: number, max: number, fallback: number) =>
   z.coerce.number().int().min(min).max(max).default(fallback);
+/** Calls a second: fractions allowed (0.5 = one every 2 s); 0 turns the limit off. */
+const rate = (fallback: number) => z.coerce.number().min(0).max(1_000_000).default(fallback);
+const optionalText = z.string().min(1).optional();
 
 const schema = z
   .object({
@@ -37,13 +40,25 @@ const schema = z
       .string()
       .regex(/^(\*|https?:\/\/[^\s,]+(,https?:\/\/[^\s,]+)*)$/, 'must be * or a comma-separated list of http(s) origins')
       .default('*'),
+    // Identity (API.md "Identity"): an identity provider's keys instead of the shared secret, and claim checks.
+    JWT_JWKS_URL: z.string().regex(/^https?:\/\/\S+$/, 'must be an http(s):// URL').optional(),
+    JWT_ISSUER: optionalText,
+    JWT_AUDIENCE: optionalText,
+    JWT_ROLES_CLAIM: z.string().min(1).default('roles'),
+    // Rate limits (API.md "Limits").
+    RATE_LIMIT_ISSUE_PER_SECOND: rate(5),
+    RATE_LIMIT_ISSUE_BURST: intFrom(1, 1_000_000, 10),
+    RATE_LIMIT_ISSUE_PER_IP_PER_SECOND: rate(0),
+    RATE_LIMIT_USER_PER_SECOND: rate(20),
+    RATE_LIMIT_ANON_PER_SECOND: rate(50),
+    TRUST_PROXY: intFrom(0, 100, 0),
   })
   .superRefine((env, ctx) => {
     if (env.CONSUMER_DEAD_AFTER_MS < 2 * env.CONSUMER_HEARTBEAT_MS) {
       // One late heartbeat must not make a live consumer look dead.
       ctx.addIssue({ code: 'custom', path: ['CONSUMER_DEAD_AFTER_MS'], message: 'must be at least twice CONSUMER_HEARTBEAT_MS' });
     }
-    if (env.NODE_ENV === 'production' && (!env.JWT_SECRET || env.JWT_SECRET === DEV_JWT_SECRET)) {
+    if (env.NODE_ENV === 'production' && !env.JWT_JWKS_URL && (!env.JWT_SECRET || env.JWT_SECRET === DEV_JWT_SECRET)) {
       ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'is required when NODE_ENV=production (and not the development secret)' });
     }
   });
@@ -77,6 +92,11 @@ export interface Config {
   reconcileIntervalMs: number;
   /** Browser origins allowed to call /graphql: '*' (tokens travel in a header, never in cookies) or a list. */
   corsOrigins: '*' | string[];
+  jwt: { jwksUrl?: string; issuer?: string; audience?: string; rolesClaim: string };
+  /** Calls a second (0: off). issue*: inside the reservation script; user/anon: at the edge (api/limits.ts). */
+  rateLimits: { issuePerSecond: number; issueBurst: number; issuePerIpPerSecond: number; userPerSecond: number; anonPerSecond: number };
+  /** Proxies in front of the service that append to X-Forwarded-For. */
+  trustProxy: number;
 }
 
 export class ConfigError extends Error {}
@@ -115,5 +135,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     corsOrigins: e.CORS_ORIGINS === '*' ? '*' : e.CORS_ORIGINS.split(','),
+    jwt: { jwksUrl: e.JWT_JWKS_URL, issuer: e.JWT_ISSUER, audience: e.JWT_AUDIENCE, rolesClaim: e.JWT_ROLES_CLAIM },
+    rateLimits: {
+      issuePerSecond: e.RATE_LIMIT_ISSUE_PER_SECOND,
+      issueBurst: e.RATE_LIMIT_ISSUE_BURST,
+      issuePerIpPerSecond: e.RATE_LIMIT_ISSUE_PER_IP_PER_SECOND,
+      userPerSecond: e.RATE_LIMIT_USER_PER_SECOND,
+      anonPerSecond: e.RATE_LIMIT_ANON_PER_SECOND,
+    },
+    trustProxy: e.TRUST_PROXY,
   };
 }

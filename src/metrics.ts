@@ -57,6 +57,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private readonly rateLimitedTotal = new Counter({
+    name: 'rate_limited_total',
+    help: 'calls refused by a rate limit, by limit (issue, user, anonymous)',
+    labelNames: ['limit'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly rateLimiterFallbacks = new Counter({
+    name: 'rate_limiter_fallback_total',
+    help: 'times the edge rate limiter lost Redis and fell back to in-process buckets',
+    registers: [this.registry],
+  });
+
   constructor(queueDepth?: () => Promise<QueueDepth>) {
     collectDefaultMetrics({ register: this.registry });
     if (queueDepth) {
@@ -85,6 +98,14 @@ export class Metrics {
 
   issueOutcome(outcome: IssueOutcome): void {
     this.outcomes.inc({ outcome });
+  }
+
+  rateLimited(limit: 'issue' | 'user' | 'anonymous'): void {
+    this.rateLimitedTotal.inc({ limit });
+  }
+
+  rateLimiterFallback(): void {
+    this.rateLimiterFallbacks.inc();
   }
 
   consumerObserver(logger: Logger): ConsumerObserver {

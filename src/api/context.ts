@@ -7,5 +7,7 @@ import type { Caller } from '../domain/types';
  */
 export interface GraphQLContext {
   caller: Caller | null;
+  /** The client's address (api/limits.ts clientIp), for the optional per-IP issueCoupon limit. */
+  clientIp: string | null;
   issuance: IssuanceService;
 }

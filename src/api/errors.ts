@@ -1,6 +1,6 @@
 import { unwrapResolverError } from '@apollo/server/errors';
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
-import { ForbiddenError, InputError, NotFoundError, UnauthenticatedError, UnavailableError } from '../domain/errors';
+import { ForbiddenError, InputError, NotFoundError, RateLimitedError, UnauthenticatedError, UnavailableError } from '../domain/errors';
 
 export const ERROR_CODES = [
   'UNAUTHENTICATED',
@@ -32,6 +32,7 @@ function domainError(error: unknown): { code: ErrorCode; message: string; extra?
   if (error instanceof NotFoundError) return { code: 'NOT_FOUND', message: error.message };
   if (error instanceof UnauthenticatedError) return { code: 'UNAUTHENTICATED', message: error.message };
   if (error instanceof ForbiddenError) return { code: 'FORBIDDEN', message: error.message };
+  if (error instanceof RateLimitedError) return { code: 'RATE_LIMITED', message: error.message, extra: { retryAfterMs: error.retryAfterMs } };
   if (error instanceof UnavailableError) {
     return { code: 'SERVICE_UNAVAILABLE', message: error.message, extra: { retryAfterMs: error.retryAfterMs } };
   }

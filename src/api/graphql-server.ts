@@ -5,14 +5,18 @@ import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDi
 import { GraphQLError, getOperationAST, parse, validate, type ExecutionArgs, type GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
+import { UnavailableError } from '../domain/errors';
 import type { Caller } from '../domain/types';
 import type { Authenticator } from './auth';
 import { assertOperationComplexity } from './complexity';
 import type { GraphQLContext } from './context';
 import { createErrorFormatter } from './errors';
+import { retryAfterSeconds, type EdgeLimits } from './limits';
 
 /** Closes the socket when the token it was opened with expires, with the same code as a bad token. */
 const CLOSE_UNAUTHORIZED = 4403;
+/** The identity provider's keys could not be fetched: the token may be fine, so not 4403; reconnect later. */
+const CLOSE_SERVICE_UNAVAILABLE = 4503;
 /** setTimeout's ceiling (about 24.8 days): a later expiry is re-armed in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** The same bound as an HTTP body: no subscribe message needs more. */
@@ -33,9 +37,10 @@ export interface GraphQLServerOptions {
   schema: GraphQLSchema;
   httpServer: Server;
   authenticator: Authenticator;
-  context: (caller: Caller | null) => GraphQLContext;
+  context: (caller: Caller | null, clientIp: string | null) => GraphQLContext;
   development: boolean;
   onInternalError: (error: unknown) => void;
+  limits: EdgeLimits;
 }
 
 export interface GraphQLServer {
@@ -61,12 +66,24 @@ function once(fn: () => Promise<void> | void): () => Promise<void> {
 
 export async function createGraphQLServer(options: GraphQLServerOptions): Promise<GraphQLServer> {
   const formatError = createErrorFormatter({ development: options.development, onInternal: options.onInternalError });
-  const wsServer = new WebSocketServer({ server: options.httpServer, path: '/graphql', maxPayload: MAX_MESSAGE_BYTES });
+  const { limits } = options;
+  const wsServer = new WebSocketServer({
+    server: options.httpServer,
+    path: '/graphql',
+    maxPayload: MAX_MESSAGE_BYTES,
+    // Every upgrade is anonymous until its connection_init: the address's anonymous rate applies, as to HTTP.
+    verifyClient: (info, done) => {
+      limits.anonymous(limits.clientIp(info.req)).then(
+        (wait) => (wait === 0 ? done(true) : done(false, 429, 'Too Many Requests', { 'retry-after': retryAfterSeconds(wait) })),
+        () => done(false, 503, 'Service Unavailable'),
+      );
+    },
+  });
 
-  const ws = useServer<Record<string, unknown> | undefined, { caller: Caller | null }>(
+  const ws = useServer<Record<string, unknown> | undefined, { caller: Caller | null; clientIp: string }>(
     {
       schema: options.schema,
-      context: (ctx) => options.context(ctx.extra.caller ?? null),
+      context: (ctx) => options.context(ctx.extra.caller ?? null, ctx.extra.clientIp ?? null),
       onConnect: async (ctx) => {
         const params = ctx.connectionParams ?? {};
         const raw = params.authorization ?? params.Authorization;
@@ -74,16 +91,18 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         let caller: Caller | null;
         try {
           caller = await options.authenticator.fromAuthorization(raw);
-        } catch {
-          return false; // graphql-ws closes with 4403 Forbidden
+        } catch (error) {
+          if (error instanceof UnavailableError) ctx.extra.socket.close(CLOSE_SERVICE_UNAVAILABLE, 'Service unavailable');
+          return false; // graphql-ws closes with 4403 Forbidden (a socket already closed stays as it was)
         }
         ctx.extra.caller = caller;
+        ctx.extra.clientIp = limits.clientIp(ctx.extra.request);
         const token = raw?.replace(/^Bearer\s+/i, '');
         const expiresAt = token ? options.authenticator.expiresAt(token) : null;
         if (expiresAt !== null) closeAt(ctx.extra.socket, expiresAt);
         return true;
       },
-      onSubscribe: (ctx, _id, payload): ExecutionArgs | readonly GraphQLError[] => {
+      onSubscribe: async (ctx, _id, payload): Promise<ExecutionArgs | readonly GraphQLError[]> => {
         let document;
         try {
           document = parse(payload.query);
@@ -100,6 +119,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         }
         try {
           assertOperationComplexity(document, operation);
+          await limits.operation(ctx.extra.caller ?? null, operation, 'ws');
         } catch (error) {
           return [error as GraphQLError];
         }
@@ -108,7 +128,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
           document,
           operationName: payload.operationName,
           variableValues: payload.variables,
-          contextValue: options.context(ctx.extra.caller ?? null),
+          contextValue: options.context(ctx.extra.caller ?? null, ctx.extra.clientIp ?? null),
         };
       },
       onNext: (_ctx, _id, _payload, _args, result) =>
@@ -130,6 +150,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
       // No HTTP caching of GraphQL responses here; the default plugin would wrap every resolver for nothing.
       ApolloServerPluginCacheControlDisabled(),
       complexityPlugin,
+      limits.plugin(),
     ],
   });
   await apollo.start();

@@ -1,11 +1,12 @@
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { HeaderMap, type ApolloServer } from '@apollo/server';
-import { UnauthenticatedError } from '../domain/errors';
+import { UnavailableError, UnauthenticatedError } from '../domain/errors';
 import type { Caller } from '../domain/types';
 import type { Authenticator } from './auth';
 import type { GraphQLContext } from './context';
 import { graphiqlPage } from './graphiql';
+import { refuseWhole, type EdgeLimits } from './limits';
 
 export interface Readiness {
   ok: boolean;
@@ -14,7 +15,8 @@ export interface Readiness {
 
 export interface HttpDeps {
   /** null when this process runs the consumer only: then /graphql is not served. */
-  graphql: { apollo: ApolloServer<GraphQLContext>; authenticator: Authenticator; context: (caller: Caller | null) => GraphQLContext } | null;
+  graphql: { apollo: ApolloServer<GraphQLContext>; authenticator: Authenticator; context: (caller: Caller | null, clientIp: string | null) => GraphQLContext } | null;
+  limits: EdgeLimits;
   readiness: () => Promise<Readiness>;
   metrics: { contentType: string; text: () => Promise<string> };
   onError: (error: unknown) => void;
@@ -81,7 +83,16 @@ function wantsHtml(req: IncomingMessage): boolean {
  * path is reading the body, one cached token check and Apollo itself (express would halve the throughput).
  */
 export function createRequestHandler(deps: HttpDeps): RequestListener {
-  async function handleGraphQL(req: IncomingMessage, res: ServerResponse, search: string): Promise<void> {
+  /** Anonymous traffic from one address over its rate: refused whole, before any other work. */
+  async function anonymousRefused(req: IncomingMessage, res: ServerResponse, ip: string): Promise<boolean> {
+    const wait = await deps.limits.anonymous(ip);
+    if (wait === 0) return false;
+    allowOrigin(req, res, deps.corsOrigins);
+    refuseWhole(res, 429, 'RATE_LIMITED', 'Too many requests from this address: try again later', wait);
+    return true;
+  }
+
+  async function handleGraphQL(req: IncomingMessage, res: ServerResponse, search: string, ip: string): Promise<void> {
     const graphql = deps.graphql;
     if (!graphql) return sendJson(res, 404, { error: 'this process runs with ROLE=consumer: no GraphQL here' });
     allowOrigin(req, res, deps.corsOrigins);
@@ -106,7 +117,10 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
     try {
       caller = await graphql.authenticator.fromAuthorization(req.headers.authorization);
     } catch (error) {
+      if (error instanceof UnavailableError) return refuseWhole(res, 503, 'SERVICE_UNAVAILABLE', error.message, error.retryAfterMs);
       if (!(error instanceof UnauthenticatedError)) throw error;
+      // A bad token earns no more than no token: it counts against the address's anonymous rate.
+      if (await anonymousRefused(req, res, ip)) return;
       return sendJson(res, 401, { errors: [{ message: error.message, extensions: { code: 'UNAUTHENTICATED' } }] });
     }
 
@@ -133,7 +147,7 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
     }
     const response = await graphql.apollo.executeHTTPGraphQLRequest({
       httpGraphQLRequest: { method: req.method ?? 'GET', headers, search, body },
-      context: async () => graphql.context(caller),
+      context: async () => graphql.context(caller, ip),
     });
     for (const [name, value] of response.headers) res.setHeader(name, value);
     res.writeHead(response.status ?? 200);
@@ -150,9 +164,11 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const search = q < 0 ? '' : url.slice(q);
+    const ip = deps.limits.clientIp(req);
+    if (!req.headers.authorization && deps.limits.appliesTo(path) && (await anonymousRefused(req, res, ip))) return;
     switch (path) {
       case '/graphql':
-        return handleGraphQL(req, res, search);
+        return handleGraphQL(req, res, search, ip);
       case '/healthz':
         return sendJson(res, 200, { status: 'ok' });
       case '/readyz': {

@@ -41,3 +41,14 @@ export class UnavailableError extends Error {
     this.name = 'UnavailableError';
   }
 }
+
+/** A rate limit refused the call: nothing was done; the client may try again after retryAfterMs. */
+export class RateLimitedError extends Error {
+  constructor(readonly retryAfterMs: number) {
+    super('Rate limit exceeded: try again later');
+    this.name = 'RateLimitedError';
+    // Refusals are what a hammering client gets, by the thousand: a fixed stack spares formatting one per call
+    // (graphql-js copies the original error's stack, which makes V8 format it), and it would say nothing anyway.
+    this.stack = `${this.name}: ${this.message}`;
+  }
+}

@@ -8,7 +8,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const REQUEST_SUFFIX = /^[0-9a-f]{32}$/;
-const USER_ID = /^[A-Za-z0-9_\-.:@]{1,64}$/;
+/** Identity providers' subjects (`auth0|abc`, emails, URNs) fit; nothing that needs escaping anywhere. */
+export const USER_ID_MAX_LENGTH = 128;
+const USER_ID = /^[A-Za-z0-9_\-.:@|]{1,128}$/;
 
 // 32 symbols, no 0/O and no 1/I: safe to read aloud or type from a screen.
 const CODE_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789';

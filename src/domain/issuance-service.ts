@@ -41,7 +41,7 @@ export class IssuanceService {
   ) {}
 
   /** The hot path of a flash sale: one Redis round trip, no database. */
-  async issue(caller: Caller | null, promotionId: string, idempotencyKey?: string | null): Promise<IssueResult> {
+  async issue(caller: Caller | null, promotionId: string, idempotencyKey?: string | null, clientIp?: string | null): Promise<IssueResult> {
     const user = requireUser(caller);
     const key = validateIdempotencyKey(idempotencyKey);
     const result = isPromotionId(promotionId)
@@ -50,6 +50,7 @@ export class IssuanceService {
           userId: user.userId,
           requestId: newRequestId(promotionId),
           idempotencyKey: key,
+          clientIp: clientIp ?? null,
         })
       : ({ outcome: 'NOT_FOUND', requestId: null, position: null, remainingStock: 0 } as const);
     this.onOutcome(result.outcome);

@@ -90,6 +90,8 @@ export interface ReserveArgs {
   userId: string;
   requestId: string;
   idempotencyKey: string | null;
+  /** The client's address, for the optional per-IP issueCoupon limit; null when unknown. */
+  clientIp?: string | null;
 }
 
 export interface PromotionCounters {
@@ -108,7 +110,7 @@ export interface PromotionLiveState {
 }
 
 export interface ReservationStore {
-  /** The one atomic step that decides an issueCoupon outcome. */
+  /** The one atomic step that decides an issueCoupon outcome. Throws RateLimitedError when a rate bucket refuses. */
   reserve(args: ReserveArgs): Promise<IssueResult>;
   /**
    * Registers the promotion for the consumers, writes the given per-user holdings, then creates its Redis state

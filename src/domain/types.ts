@@ -90,4 +90,6 @@ export interface PromotionAudit {
 export interface Caller {
   userId: string;
   isAdmin: boolean;
+  /** The shop's checkout backend: a service account, exempt from per-user rate limits like an admin. */
+  isMerchant: boolean;
 }

@@ -46,10 +46,31 @@ export class RedisKeys {
 
   /**
    * string: "<requestId> <position> <remainingStock>", the first QUEUED payload for this key; expires after 24 h.
-   * `|` cannot occur in a user id, so no (user, key) pair can spell another's key.
+   * The user id is length-prefixed: any character may appear in it or in the key, and still no (user, key)
+   * pair can spell another's key (`a|b` + `c` and `a` + `b|c` differ).
    */
   idempotency(promotionId: string, userId: string, idempotencyKey: string): string {
-    return `${this.tag(promotionId)}:idem:${userId}|${idempotencyKey}`;
+    return `${this.tag(promotionId)}:idem:${userId.length}:${userId}:${idempotencyKey}`;
+  }
+
+  /** string: a user's issueCoupon rate bucket in one promotion (GCRA: the theoretical arrival time, µs) */
+  issueBucket(promotionId: string, userId: string): string {
+    return `${this.tag(promotionId)}:rl:user:${userId}`;
+  }
+
+  /** string: one client IP's issueCoupon rate bucket in one promotion, across accounts (GCRA, µs) */
+  issueIpBucket(promotionId: string, clientIp: string): string {
+    return `${this.tag(promotionId)}:rl:ip:${clientIp}`;
+  }
+
+  /** string: a signed-in user's bucket for every operation other than issueCoupon (GCRA, µs) */
+  userBucket(userId: string): string {
+    return `${this.prefix}rl:user:${userId}`;
+  }
+
+  /** string: one client IP's bucket for anonymous requests and WebSocket upgrades (GCRA, µs) */
+  anonBucket(clientIp: string): string {
+    return `${this.prefix}rl:anon:${clientIp}`;
   }
 
   /** hash: the issuance status of one request (s, u, t, n = position; c/k/i once issued, f once failed) */

@@ -1,22 +1,35 @@
+import { RateLimitedError } from '../domain/errors';
 import { promotionIdOfRequest } from '../domain/identifiers';
 import type { AuditSnapshot, PromotionCounters, PromotionLiveState, ReservationStore, ReserveArgs, UserHoldings } from '../domain/ports';
 import type { IssueResult, Issuance, PromotionRecord } from '../domain/types';
 import { decodeIssuance } from './issuance-codec';
 import { CONSUMER_GROUP, META_FIELDS, type RedisKeys } from './keys';
-import { ISSUE_CODES, type ScriptedRedis } from './scripts';
+import { ISSUE_CODES, ISSUE_RATE_LIMITED, type ScriptedRedis } from './scripts';
 
 const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
 /** The user hash outlives the promotion's end, so a late FAILED can still give the count back. */
 const USER_GRACE_MS = 7 * 24 * 3600 * 1000;
 
+/** issueCoupon's rate buckets, checked inside the reservation script (calls a second; 0 turns one off). */
+export interface IssueRateLimits {
+  perUserPerSecond: number;
+  perUserBurst: number;
+  perIpPerSecond: number;
+}
+
+const NO_LIMITS: IssueRateLimits = { perUserPerSecond: 0, perUserBurst: 1, perIpPerSecond: 0 };
+
 export class RedisReservationStore implements ReservationStore {
   constructor(
     private readonly redis: ScriptedRedis,
     private readonly keys: RedisKeys,
+    private readonly limits: IssueRateLimits = NO_LIMITS,
   ) {}
 
-  async reserve({ promotionId, userId, requestId, idempotencyKey }: ReserveArgs): Promise<IssueResult> {
+  async reserve({ promotionId, userId, requestId, idempotencyKey, clientIp }: ReserveArgs): Promise<IssueResult> {
     const k = this.keys.promotion(promotionId);
+    // Without a known address there is no IP bucket to take from; the per-user one still applies.
+    const ipRate = clientIp ? this.limits.perIpPerSecond : 0;
     const [code, id, position, remaining] = await this.redis.couponIssue(
       k.meta,
       k.stock,
@@ -25,13 +38,19 @@ export class RedisReservationStore implements ReservationStore {
       this.keys.idempotency(promotionId, userId, idempotencyKey ?? ''),
       this.keys.status(promotionId, requestId),
       k.stream,
+      this.keys.issueBucket(promotionId, userId),
+      this.keys.issueIpBucket(promotionId, clientIp ?? ''),
       userId,
       requestId,
       promotionId,
       idempotencyKey ?? '',
       IDEMPOTENCY_TTL_MS,
       USER_GRACE_MS,
+      this.limits.perUserPerSecond,
+      this.limits.perUserBurst,
+      ipRate,
     );
+    if (code === ISSUE_RATE_LIMITED) throw new RateLimitedError(remaining);
     const outcome = ISSUE_CODES[code as keyof typeof ISSUE_CODES];
     if (!outcome) throw new Error(`issue script returned unknown code ${code}`);
     return {

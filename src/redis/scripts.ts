@@ -19,12 +19,14 @@ export interface ScriptCommands {
   couponRetire(...keysThenArgs: (string | number)[]): ScriptReply<number>;
   couponAuditSnapshot(...keys: string[]): ScriptReply<(number | string)[]>;
   couponConsumerLease(key: string, owner: string, leaseMs: number, replaceable: string): ScriptReply<number>;
+  couponRateLimit(key: string, ratePerSecond: number, burst: number): ScriptReply<number>;
 }
 
 export type ScriptedRedis = Redis & ScriptCommands;
 
-const SCRIPTS: { name: keyof ScriptCommands; file: string; keys?: number }[] = [
-  { name: 'couponIssue', file: 'issue.lua', keys: 7 },
+/** `fragments`: shared Lua definitions (lua/fragments/) put in front of the script, in this order. */
+const SCRIPTS: { name: keyof ScriptCommands; file: string; keys?: number; fragments?: string[] }[] = [
+  { name: 'couponIssue', file: 'issue.lua', keys: 9, fragments: ['gcra.lua'] },
   // confirm takes a variable number of keys: the caller passes numKeys first.
   { name: 'couponConfirm', file: 'confirm.lua' },
   { name: 'couponFail', file: 'fail.lua', keys: 5 },
@@ -34,6 +36,7 @@ const SCRIPTS: { name: keyof ScriptCommands; file: string; keys?: number }[] = [
   { name: 'couponRetire', file: 'retire.lua', keys: 5 },
   { name: 'couponAuditSnapshot', file: 'audit-snapshot.lua', keys: 4 },
   { name: 'couponConsumerLease', file: 'consumer-lease.lua', keys: 1 },
+  { name: 'couponRateLimit', file: 'rate-limit.lua', keys: 1, fragments: ['gcra.lua'] },
 ];
 
 const sources = new Map<string, string>();
@@ -48,7 +51,8 @@ function source(file: string): string {
 
 export function defineScripts(redis: Redis): ScriptedRedis {
   for (const script of SCRIPTS) {
-    redis.defineCommand(script.name, { lua: source(script.file), numberOfKeys: script.keys });
+    const lua = [...(script.fragments ?? []).map((f) => source(join('fragments', f))), source(script.file)].join('\n');
+    redis.defineCommand(script.name, { lua, numberOfKeys: script.keys });
   }
   return redis as ScriptedRedis;
 }
@@ -63,3 +67,6 @@ export const ISSUE_CODES = {
   [-4]: 'ALREADY_REQUESTED',
   [-5]: 'SOLD_OUT',
 } as const;
+
+/** issue.lua's refusal by a rate bucket: not an outcome (nothing happened), the caller is told to wait. */
+export const ISSUE_RATE_LIMITED = -6;

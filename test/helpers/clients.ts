@@ -2,10 +2,10 @@ import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print, type ExecutionResult } from 'graphql';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import { signToken } from '../../src/api/auth';
+import { signToken, type SignOptions } from '../../src/api/auth';
 import { TEST_JWT_SECRET } from './environment';
 
-export const tokenFor = (sub: string, options: { admin?: boolean; ttlSeconds?: number } = {}) =>
+export const tokenFor = (sub: string, options: SignOptions = {}) =>
   signToken(TEST_JWT_SECRET, sub, options);
 
 export interface GraphQLResponse<T> {

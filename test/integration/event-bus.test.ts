@@ -51,7 +51,7 @@ test('When the subscriber connection is down while a request is confirmed, then 
   const promotion: PromotionRecord = { id: newPromotionId(), name: 'gap', totalStock: 3, perUserLimit: 1, startsAt: new Date(now - 1000), endsAt: new Date(now + 3600_000), endedAt: null, createdAt: new Date(now) };
   await new PrismaPromotionRepository(db).create(promotion);
   await reservations.setupPromotion(promotion, 0);
-  const alice = { userId: 'alice', isAdmin: false };
+  const alice = { userId: 'alice', isAdmin: false, isMerchant: false };
   const { requestId } = await service.issue(alice, promotion.id);
   const watch = (await service.watch(alice, { requestId }))[Symbol.asyncIterator]();
   const first = watch.next();

@@ -18,11 +18,11 @@ afterAll(async () => {
 
 test('When Redis lost everything, then a restart restores stock and per-user counts from stored coupons', async () => {
   app = await startTestApp(env);
-  const admin = { userId: 'admin', isAdmin: true };
+  const admin = { userId: 'admin', isAdmin: true, isMerchant: false };
   const p = await app.promotions.create(admin, { name: 'rebuild', totalStock: 10, perUserLimit: 2, endsAt: new Date(Date.now() + 3600_000) });
   const ids: string[] = [];
   for (const user of ['alice', 'alice', 'bob']) {
-    const r = await app.issuance.issue({ userId: user, isAdmin: false }, p.id);
+    const r = await app.issuance.issue({ userId: user, isAdmin: false, isMerchant: false }, p.id);
     ids.push(r.requestId as string);
     await new Promise((resolve) => setTimeout(resolve, 5)); // distinct requestedAt: "latest" is well defined
   }
@@ -35,12 +35,12 @@ test('When Redis lost everything, then a restart restores stock and per-user cou
   const restored = await app.promotions.get(p.id);
   expect(restored).toMatchObject({ totalStock: 10, remainingStock: 7, issuedCount: 3, status: 'ACTIVE' });
   // alice holds 2 of 2, bob 1 of 2: the limits survive the loss.
-  const alice = await app.issuance.issue({ userId: 'alice', isAdmin: false }, p.id);
+  const alice = await app.issuance.issue({ userId: 'alice', isAdmin: false, isMerchant: false }, p.id);
   expect(alice).toMatchObject({ outcome: 'ALREADY_REQUESTED', requestId: ids[1] });
-  const bob = await app.issuance.issue({ userId: 'bob', isAdmin: false }, p.id);
+  const bob = await app.issuance.issue({ userId: 'bob', isAdmin: false, isMerchant: false }, p.id);
   expect(bob).toMatchObject({ outcome: 'QUEUED', position: 4, remainingStock: 6 });
   // Issued requests whose Redis status is gone are still answered from PostgreSQL.
-  expect(await app.issuance.issuance({ userId: 'alice', isAdmin: false }, ids[0] as string)).toMatchObject({ status: 'ISSUED', userId: 'alice' });
+  expect(await app.issuance.issuance({ userId: 'alice', isAdmin: false, isMerchant: false }, ids[0] as string)).toMatchObject({ status: 'ISSUED', userId: 'alice' });
   // And the consumer group was recreated: the new request is stored.
   await eventually(async () => ((await app?.promotions.get(p.id))?.issuedCount === 4 ? true : undefined), 15_000, 'stored after rebuild');
 });

@@ -17,6 +17,9 @@ describe('config', () => {
       jwtSecretIsDefault: true,
       shutdownTimeoutMs: 8000,
       reconcileIntervalMs: 5000,
+      jwt: { jwksUrl: undefined, issuer: undefined, audience: undefined, rolesClaim: 'roles' },
+      rateLimits: { issuePerSecond: 5, issueBurst: 10, issuePerIpPerSecond: 0, userPerSecond: 20, anonPerSecond: 50 },
+      trustProxy: 0,
     });
     expect(c.consumer).toMatchObject({ heartbeatMs: 1000, deadAfterMs: 3000, maxDeliveries: 5 });
   });
@@ -27,6 +30,29 @@ describe('config', () => {
     expect(c.consumer.blockMs).toBe(19_999);
     expect(c.shutdownTimeoutMs).toBe(20_000);
     expect(c.reconcileIntervalMs).toBe(500);
+  });
+
+  test('When the limits and identity variables are set, then they are read as given (fractions and 0 for rates)', () => {
+    const c = loadConfig({
+      RATE_LIMIT_ISSUE_PER_SECOND: '0.5',
+      RATE_LIMIT_ISSUE_BURST: '3',
+      RATE_LIMIT_ISSUE_PER_IP_PER_SECOND: '30',
+      RATE_LIMIT_USER_PER_SECOND: '0',
+      RATE_LIMIT_ANON_PER_SECOND: '100',
+      TRUST_PROXY: '2',
+      JWT_JWKS_URL: 'https://id.example/.well-known/jwks.json',
+      JWT_ISSUER: 'https://id.example/',
+      JWT_AUDIENCE: 'coupons',
+      JWT_ROLES_CLAIM: 'https://shop.example/roles',
+    });
+
+    expect(c.rateLimits).toEqual({ issuePerSecond: 0.5, issueBurst: 3, issuePerIpPerSecond: 30, userPerSecond: 0, anonPerSecond: 100 });
+    expect(c.trustProxy).toBe(2);
+    expect(c.jwt).toEqual({ jwksUrl: 'https://id.example/.well-known/jwks.json', issuer: 'https://id.example/', audience: 'coupons', rolesClaim: 'https://shop.example/roles' });
+  });
+
+  test('When NODE_ENV=production uses an identity provider\'s JWKS, then JWT_SECRET is not needed', () => {
+    expect(loadConfig({ NODE_ENV: 'production', JWT_JWKS_URL: 'https://id.example/jwks' }).jwt.jwksUrl).toBe('https://id.example/jwks');
   });
 
   test.each([
@@ -45,6 +71,15 @@ describe('config', () => {
     [{ CONSUMER_MAX_DELIVERIES: '1' }, 'CONSUMER_MAX_DELIVERIES'],
     [{ RECONCILE_INTERVAL_MS: '100' }, 'RECONCILE_INTERVAL_MS'],
     [{ RECONCILE_INTERVAL_MS: 'often' }, 'RECONCILE_INTERVAL_MS'],
+    [{ RATE_LIMIT_ISSUE_PER_SECOND: '-1' }, 'RATE_LIMIT_ISSUE_PER_SECOND'],
+    [{ RATE_LIMIT_ISSUE_BURST: '0' }, 'RATE_LIMIT_ISSUE_BURST'],
+    [{ RATE_LIMIT_ISSUE_PER_IP_PER_SECOND: 'lots' }, 'RATE_LIMIT_ISSUE_PER_IP_PER_SECOND'],
+    [{ RATE_LIMIT_USER_PER_SECOND: '-5' }, 'RATE_LIMIT_USER_PER_SECOND'],
+    [{ RATE_LIMIT_ANON_PER_SECOND: 'x' }, 'RATE_LIMIT_ANON_PER_SECOND'],
+    [{ TRUST_PROXY: 'yes' }, 'TRUST_PROXY'],
+    [{ JWT_JWKS_URL: 'id.example/jwks' }, 'JWT_JWKS_URL'],
+    [{ JWT_ROLES_CLAIM: '' }, 'JWT_ROLES_CLAIM'],
+    [{ JWT_ISSUER: '' }, 'JWT_ISSUER'],
   ])('When %j, then start-up stops with one line naming %s', (env, variable) => {
     let error: unknown;
     try {

@@ -24,7 +24,7 @@ export class IssuanceResolver {
     @Arg('idempotencyKey', () => String, { nullable: true }) idempotencyKey: string | null,
     @Ctx() ctx: GraphQLContext,
   ): Promise<IssueCouponPayloadType> {
-    return this.issuanceService.issue(ctx.caller, promotionId, idempotencyKey) as Promise<IssueCouponPayloadType>;
+    return this.issuanceService.issue(ctx.caller, promotionId, idempotencyKey, ctx.clientIp) as Promise<IssueCouponPayloadType>;
   }
 
   @Query(() => IssuanceType, { nullable: true, description: "the caller's own (admins: any); null otherwise" })
