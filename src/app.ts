@@ -1,9 +1,9 @@
 import { hostname } from 'node:os';
-import { createServer } from 'node:http';
 import { Authenticator } from './api/auth';
 import type { GraphQLContext } from './api/context';
 import { createGraphQLServer, type GraphQLServer } from './api/graphql-server';
 import { createRequestHandler, listeningPort, type Readiness } from './api/http-server';
+import { createLimitedHttpServer } from './api/limits';
 import { createSchema } from './api/schema';
 import type { Config } from './config';
 import { StreamConsumer } from './consumer/stream-consumer';
@@ -105,11 +105,11 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const onInternalError = (error: unknown) => logger.error({ err: error }, 'internal error');
 
   // The server exists before its handler: Apollo's drain plugin and the WebSocket server attach to it.
-  const httpServer = createServer();
+  const httpServer = createLimitedHttpServer(config.limits);
   let graphqlServer: GraphQLServer | null = null;
   if (servesApi) {
     const schema = await createSchema({ promotions, issuance });
-    graphqlServer = await createGraphQLServer({ schema, httpServer, authenticator, context, development, onInternalError });
+    graphqlServer = await createGraphQLServer({ schema, httpServer, authenticator, context, development, onInternalError, limits: config.limits });
   }
   httpServer.on(
     'request',
@@ -119,6 +119,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
       metrics: { contentType: metrics.registry.contentType, text: () => metrics.registry.metrics() },
       onError: onInternalError,
       corsOrigins: config.corsOrigins,
+      limits: config.limits,
     }),
   );
 
@@ -143,8 +144,8 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     httpServer.once('error', reject);
     // A flash sale opens thousands of connections at once: a deep accept queue, and idle keep-alive
     // connections kept longer than clients and load balancers keep theirs (so the server never closes first).
+    // The header and request timeouts are limits (api/limits.ts): they count from a request's first byte.
     httpServer.keepAliveTimeout = 65_000;
-    httpServer.headersTimeout = 66_000;
     httpServer.listen({ port: config.port, host: config.host, backlog: 4096 }, () => resolve());
   });
   const port = listeningPort(httpServer);

@@ -30,8 +30,24 @@ const schema = z
       .string()
       .regex(/^(\*|https?:\/\/[^\s,]+(,https?:\/\/[^\s,]+)*)$/, 'must be * or a comma-separated list of http(s) origins')
       .default('*'),
+    // Limits at the edge (src/api/limits.ts); README "Security" says what a client sees at each.
+    MAX_BODY_BYTES: intFrom(1024, 16 * 1024 * 1024, 64 * 1024),
+    MAX_QUERY_TOKENS: intFrom(100, 1_000_000, 2000),
+    MAX_CONNECTIONS: intFrom(1, 10_000_000, 50_000),
+    HTTP_HEADERS_TIMEOUT_MS: intFrom(100, 600_000, 10_000),
+    HTTP_REQUEST_TIMEOUT_MS: intFrom(100, 3_600_000, 30_000),
+    WS_MAX_SUBSCRIPTIONS: intFrom(1, 10_000, 20),
+    WS_MAX_CONNECTIONS_PER_USER: intFrom(1, 100_000, 10),
+    WS_MAX_ANON_CONNECTIONS_PER_IP: intFrom(1, 10_000_000, 1000),
+    WS_MAX_BACKLOG: intFrom(1, 100_000, 100),
+    WS_PING_INTERVAL_MS: intFrom(100, 3_600_000, 30_000),
+    INTROSPECTION: z.enum(['true', 'false']).default('true'),
+    PLAYGROUND: z.enum(['true', 'false']).default('true'),
   })
   .superRefine((env, ctx) => {
+    if (env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
+      ctx.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: 'must not exceed HTTP_REQUEST_TIMEOUT_MS' });
+    }
     if (env.NODE_ENV === 'production' && (!env.JWT_SECRET || env.JWT_SECRET === DEV_JWT_SECRET)) {
       ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'is required when NODE_ENV=production (and not the development secret)' });
     }
@@ -55,6 +71,24 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** Browser origins allowed to call /graphql: '*' (tokens travel in a header, never in cookies) or a list. */
   corsOrigins: '*' | string[];
+  limits: EdgeLimits;
+}
+
+/** What one client may ask of this process; each bound is enforced at the edge (src/api/limits.ts). */
+export interface EdgeLimits {
+  maxBodyBytes: number;
+  maxQueryTokens: number;
+  maxConnections: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  wsMaxSubscriptions: number;
+  wsMaxConnectionsPerUser: number;
+  wsMaxAnonConnectionsPerIp: number;
+  /** Results of one subscription waiting for a slow socket; past it the connection is closed (4503). */
+  wsMaxBacklog: number;
+  wsPingIntervalMs: number;
+  introspection: boolean;
+  playground: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -89,5 +123,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     statusTtlSeconds: e.STATUS_TTL_SECONDS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     corsOrigins: e.CORS_ORIGINS === '*' ? '*' : e.CORS_ORIGINS.split(','),
+    limits: {
+      maxBodyBytes: e.MAX_BODY_BYTES,
+      maxQueryTokens: e.MAX_QUERY_TOKENS,
+      maxConnections: e.MAX_CONNECTIONS,
+      headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
+      wsMaxSubscriptions: e.WS_MAX_SUBSCRIPTIONS,
+      wsMaxConnectionsPerUser: e.WS_MAX_CONNECTIONS_PER_USER,
+      wsMaxAnonConnectionsPerIp: e.WS_MAX_ANON_CONNECTIONS_PER_IP,
+      wsMaxBacklog: e.WS_MAX_BACKLOG,
+      wsPingIntervalMs: e.WS_PING_INTERVAL_MS,
+      introspection: e.INTROSPECTION === 'true',
+      playground: e.PLAYGROUND === 'true',
+    },
   };
 }

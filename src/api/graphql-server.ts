@@ -2,21 +2,34 @@ import type { Server } from 'node:http';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
-import { GraphQLError, getOperationAST, parse, validate, type ExecutionArgs, type GraphQLSchema } from 'graphql';
+import { GraphQLError, getOperationAST, validate, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
+import type { EdgeLimits } from '../config';
 import type { Caller } from '../domain/types';
 import type { Authenticator } from './auth';
 import { assertOperationComplexity } from './complexity';
 import type { GraphQLContext } from './context';
 import { createErrorFormatter } from './errors';
+import {
+  CLOSE_BACKLOG_OVERFLOW,
+  CLOSE_TOO_MANY_CONNECTIONS,
+  WebSocketConnections,
+  boundedBacklog,
+  clientIp,
+  declaredVariables,
+  isSubscription,
+  parseDocument,
+  parseOptions,
+  tooManySubscriptions,
+  validationRules,
+  variableErrors,
+} from './limits';
 
 /** Closes the socket when the token it was opened with expires, with the same code as a bad token. */
 const CLOSE_UNAUTHORIZED = 4403;
 /** setTimeout's ceiling (about 24.8 days): a later expiry is re-armed in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
-/** The same bound as an HTTP body: no subscribe message needs more. */
-const MAX_MESSAGE_BYTES = 1024 * 1024;
 
 function closeAt(socket: { close(code: number, reason: string): void; once(event: 'close', fn: () => void): unknown }, expiresAt: number): void {
   let timer: NodeJS.Timeout;
@@ -36,6 +49,7 @@ export interface GraphQLServerOptions {
   context: (caller: Caller | null) => GraphQLContext;
   development: boolean;
   onInternalError: (error: unknown) => void;
+  limits: EdgeLimits;
 }
 
 export interface GraphQLServer {
@@ -54,6 +68,10 @@ const complexityPlugin: ApolloServerPlugin<GraphQLContext> = {
   },
 };
 
+function isAsyncIterable(value: unknown): value is AsyncIterable<ExecutionResult> {
+  return typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
+}
+
 function once(fn: () => Promise<void> | void): () => Promise<void> {
   let result: Promise<void> | null = null;
   return () => (result ??= Promise.resolve(fn()));
@@ -61,7 +79,11 @@ function once(fn: () => Promise<void> | void): () => Promise<void> {
 
 export async function createGraphQLServer(options: GraphQLServerOptions): Promise<GraphQLServer> {
   const formatError = createErrorFormatter({ development: options.development, onInternal: options.onInternalError });
-  const wsServer = new WebSocketServer({ server: options.httpServer, path: '/graphql', maxPayload: MAX_MESSAGE_BYTES });
+  const { limits } = options;
+  // Frames get the bound of an HTTP body: no subscribe message needs more. Bigger ones close with 1009.
+  const wsServer = new WebSocketServer({ server: options.httpServer, path: '/graphql', maxPayload: limits.maxBodyBytes });
+  const connections = new WebSocketConnections(limits);
+  const rules = validationRules(limits);
 
   const ws = useServer<Record<string, unknown> | undefined, { caller: Caller | null }>(
     {
@@ -77,20 +99,24 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         } catch {
           return false; // graphql-ws closes with 4403 Forbidden
         }
+        const socket = ctx.extra.socket;
+        const release = connections.admit(caller, clientIp(ctx.extra.request));
+        if (!release) {
+          // Closing first makes this the code the client sees; graphql-ws's own 4403 then finds it closing.
+          socket.close(CLOSE_TOO_MANY_CONNECTIONS, caller ? 'Too many connections for this user' : 'Too many connections from this address');
+          return false;
+        }
+        socket.once('close', release);
         ctx.extra.caller = caller;
         const token = raw?.replace(/^Bearer\s+/i, '');
         const expiresAt = token ? options.authenticator.expiresAt(token) : null;
-        if (expiresAt !== null) closeAt(ctx.extra.socket, expiresAt);
+        if (expiresAt !== null) closeAt(socket, expiresAt);
         return true;
       },
       onSubscribe: (ctx, _id, payload): ExecutionArgs | readonly GraphQLError[] => {
-        let document;
-        try {
-          document = parse(payload.query);
-        } catch (error) {
-          return [new GraphQLError((error as Error).message, { extensions: { code: 'GRAPHQL_PARSE_FAILED' } })];
-        }
-        const errors = validate(options.schema, document);
+        const document = parseDocument(payload.query, limits);
+        if (Array.isArray(document)) return document;
+        const errors = validate(options.schema, document, rules);
         if (errors.length > 0) {
           return errors.map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } }));
         }
@@ -98,29 +124,46 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         if (!operation) {
           return [new GraphQLError('Operation not found in the document', { extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })];
         }
+        // graphql-ws holds this payload for the subscription's life: keep only what the operation reads.
+        const held = payload as { variables?: Record<string, unknown> | null; extensions?: Record<string, unknown> | null };
+        const variables = declaredVariables(operation, payload.variables);
+        held.variables = variables;
+        held.extensions = undefined;
         try {
           assertOperationComplexity(document, operation);
         } catch (error) {
           return [error as GraphQLError];
         }
+        const badVariables = variableErrors(options.schema, operation, variables);
+        if (badVariables.length > 0) return badVariables;
+        // ctx.subscriptions already holds this one (graphql-ws adds it before calling onSubscribe).
+        if (isSubscription(operation) && Object.keys(ctx.subscriptions).length > limits.wsMaxSubscriptions) {
+          return [tooManySubscriptions(limits.wsMaxSubscriptions)];
+        }
         return {
           schema: options.schema,
           document,
           operationName: payload.operationName,
-          variableValues: payload.variables,
+          variableValues: variables,
           contextValue: options.context(ctx.extra.caller ?? null),
         };
+      },
+      onOperation: (ctx, _id, _payload, _args, result) => {
+        if (!isAsyncIterable(result)) return undefined;
+        return boundedBacklog(result, limits.wsMaxBacklog, () => ctx.extra.socket.close(CLOSE_BACKLOG_OVERFLOW, 'Subscriber too slow'));
       },
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors ? { ...result, errors: result.errors.map((e) => formatError(e.toJSON(), e)) } : undefined,
       onError: (_ctx, _id, _payload, errors) => errors.map((e) => formatError(e.toJSON(), e)),
     },
     wsServer,
+    limits.wsPingIntervalMs, // a peer that does not answer a ping within the same interval is dropped
   );
 
   const apollo = new ApolloServer<GraphQLContext>({
     schema: options.schema,
-    introspection: true,
+    introspection: limits.introspection,
+    parseOptions: parseOptions(limits),
     stopOnTerminationSignals: false, // main.ts owns shutdown: WebSockets, HTTP, consumer, connections, in order
     includeStacktraceInErrorResponses: options.development,
     formatError,

@@ -2,6 +2,7 @@ import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'n
 import type { AddressInfo } from 'node:net';
 import { HeaderMap, type ApolloServer } from '@apollo/server';
 import { UnauthenticatedError } from '../domain/errors';
+import type { EdgeLimits } from '../config';
 import type { Caller } from '../domain/types';
 import type { Authenticator } from './auth';
 import type { GraphQLContext } from './context';
@@ -19,9 +20,9 @@ export interface HttpDeps {
   metrics: { contentType: string; text: () => Promise<string> };
   onError: (error: unknown) => void;
   corsOrigins: '*' | string[];
+  limits: Pick<EdgeLimits, 'maxBodyBytes' | 'playground'>;
 }
 
-const MAX_BODY_BYTES = 1024 * 1024;
 const JSON_TYPE = 'application/json; charset=utf-8';
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -31,8 +32,8 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 
 class BodyTooLarge extends Error {}
 
-/** The body as text. Past MAX_BODY_BYTES it fails at once and the rest is read and dropped. */
-function readBody(req: IncomingMessage): Promise<string> {
+/** The body as text. Past maxBytes it fails at once and the rest is read and dropped. */
+function readBody(req: IncomingMessage, maxBytes: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -40,7 +41,7 @@ function readBody(req: IncomingMessage): Promise<string> {
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (tooLarge) return;
-      if (size > MAX_BODY_BYTES) {
+      if (size > maxBytes) {
         tooLarge = true;
         chunks.length = 0;
         reject(new BodyTooLarge());
@@ -91,6 +92,7 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
       return;
     }
     if (wantsHtml(req) && !new URLSearchParams(search).has('query')) {
+      if (!deps.limits.playground) return sendJson(res, 404, { error: 'not found' });
       const page = graphiqlPage();
       const gzip = (req.headers['accept-encoding'] ?? '').includes('gzip');
       res.writeHead(200, {
@@ -114,10 +116,10 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
     if (req.method === 'POST') {
       let raw: string;
       try {
-        raw = await readBody(req);
+        raw = await readBody(req, deps.limits.maxBodyBytes);
       } catch (error) {
         if (!(error instanceof BodyTooLarge)) throw error;
-        const message = `Request body is larger than ${MAX_BODY_BYTES} bytes`;
+        const message = `Request body is larger than ${deps.limits.maxBodyBytes} bytes`;
         return sendJson(res, 413, { errors: [{ message, extensions: { code: 'BAD_USER_INPUT', field: 'body' } }] }, { connection: 'close' });
       }
       try {
@@ -166,7 +168,7 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
         return;
       }
       case '/':
-        if (deps.graphql && wantsHtml(req)) {
+        if (deps.graphql && deps.limits.playground && wantsHtml(req)) {
           res.writeHead(302, { location: '/graphql' });
           res.end();
           return;

@@ -1,0 +1,197 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import {
+  GraphQLError,
+  NoSchemaIntrospectionCustomRule,
+  getVariableValues,
+  parse,
+  specifiedRules,
+  type DocumentNode,
+  type GraphQLSchema,
+  type OperationDefinitionNode,
+  type ValidationRule,
+} from 'graphql';
+import type { EdgeLimits } from '../config';
+import type { Caller } from '../domain/types';
+
+/**
+ * The limits every transport applies at the edge, before any work is done for a client: how much it may
+ * send (body, frame, tokens), how long it may take (headers, request), how many connections and
+ * subscriptions it may hold, and how far behind it may fall. HTTP (http-server.ts, Apollo) and WebSocket
+ * (graphql-server.ts) both call this module, so a bound is never enforced on one path only.
+ */
+
+/** WebSocket close codes of the limits (4xxx: application codes, as graphql-ws uses 4403 and 4429). */
+export const CLOSE_TOO_MANY_CONNECTIONS = 4429;
+export const CLOSE_BACKLOG_OVERFLOW = 4503;
+/** An extra subscription can be retried once one of the connection's others completes: no better hint. */
+export const SUBSCRIPTION_RETRY_AFTER_MS = 1000;
+
+/** graphql-js counts tokens while it parses and aborts past the bound: a huge document costs microseconds. */
+export const parseOptions = (limits: EdgeLimits) => ({ maxTokens: limits.maxQueryTokens });
+
+/** Parses a WebSocket operation with the same bound as Apollo's HTTP path, or says why not. */
+export function parseDocument(source: unknown, limits: EdgeLimits): DocumentNode | GraphQLError[] {
+  if (typeof source !== 'string') return [parseFailed('query must be a string')];
+  try {
+    return parse(source, parseOptions(limits));
+  } catch (error) {
+    return [parseFailed(error instanceof Error ? error.message : 'Syntax error')];
+  }
+}
+
+const parseFailed = (message: string) => new GraphQLError(message, { extensions: { code: 'GRAPHQL_PARSE_FAILED' } });
+
+/** With INTROSPECTION=false, __schema and __type fail validation, as Apollo's `introspection: false` does. */
+export function validationRules(limits: EdgeLimits): readonly ValidationRule[] {
+  return limits.introspection ? specifiedRules : [...specifiedRules, NoSchemaIntrospectionCustomRule];
+}
+
+/**
+ * Only the variables the operation declares, so a subscription keeps nothing else a client sent for its
+ * whole life (graphql-ws holds the subscribe message until the subscription ends). Undeclared names are
+ * never read by GraphQL, and a declared one is always used (validation refuses unused variables).
+ */
+export function declaredVariables(operation: OperationDefinitionNode, variables: unknown): Record<string, unknown> | undefined {
+  if (variables === null || typeof variables !== 'object') return undefined;
+  const sent = variables as Record<string, unknown>;
+  const kept: Record<string, unknown> = {};
+  for (const definition of operation.variableDefinitions ?? []) {
+    const name = definition.variable.name.value;
+    if (Object.prototype.hasOwnProperty.call(sent, name)) kept[name] = sent[name];
+  }
+  return kept;
+}
+
+/** Variables that do not fit their declared types: BAD_USER_INPUT, as Apollo answers over HTTP. */
+export function variableErrors(schema: GraphQLSchema, operation: OperationDefinitionNode, variables: Record<string, unknown> | undefined): GraphQLError[] {
+  const { errors } = getVariableValues(schema, operation.variableDefinitions ?? [], variables ?? {}, { maxErrors: 10 });
+  return (errors ?? []).map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'BAD_USER_INPUT' } }));
+}
+
+/** The operation is a mutation or a query, not a subscription: it needs no slot among the subscriptions. */
+export const isSubscription = (operation: OperationDefinitionNode) => operation.operation === 'subscription';
+
+export function tooManySubscriptions(limit: number): GraphQLError {
+  return new GraphQLError(`At most ${limit} active subscriptions per connection`, {
+    extensions: { code: 'RATE_LIMITED', retryAfterMs: SUBSCRIPTION_RETRY_AFTER_MS },
+  });
+}
+
+/** The client's address, as the counts per IP see it. The one place to change when proxies are trusted. */
+export function clientIp(request: IncomingMessage): string {
+  return request.socket.remoteAddress ?? 'unknown';
+}
+
+/**
+ * The HTTP server with its connection bounds. Node checks the header and request timeouts on a timer
+ * (30 s by default), so the timer runs often enough for a slow client to be cut within half a header
+ * timeout of the bound: within 15 s of its first byte with the default 10 s.
+ */
+export function createLimitedHttpServer(limits: EdgeLimits): Server {
+  const server = createServer({
+    connectionsCheckingInterval: Math.max(50, Math.min(5000, Math.floor(limits.headersTimeoutMs / 2))),
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+  });
+  server.maxConnections = limits.maxConnections;
+  return server;
+}
+
+/**
+ * Open WebSocket connections per user and, for anonymous ones, per client IP, in this process.
+ * `admit` returns the release function to call when the connection closes, or null when over the bound.
+ */
+export class WebSocketConnections {
+  private readonly perUser = new Map<string, number>();
+  private readonly anonPerIp = new Map<string, number>();
+
+  constructor(private readonly limits: EdgeLimits) {}
+
+  admit(caller: Caller | null, ip: string): (() => void) | null {
+    const [counts, key, max] = caller
+      ? [this.perUser, caller.userId, this.limits.wsMaxConnectionsPerUser]
+      : [this.anonPerIp, ip, this.limits.wsMaxAnonConnectionsPerIp];
+    const open = counts.get(key) ?? 0;
+    if (open >= max) return null;
+    counts.set(key, open + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (counts.get(key) ?? 1) - 1;
+      if (left > 0) counts.set(key, left);
+      else counts.delete(key);
+    };
+  }
+}
+
+/**
+ * Reads a subscription's results as they come and holds at most `max` of them for a socket that is slow
+ * to take them. graphql-ws sends one result at a time and waits for the socket; without this bound the
+ * results of a client that never reads would pile up in memory. Past the bound `onOverflow` runs once
+ * (the caller closes the connection with 4503) and the source is stopped: a final state is never dropped
+ * silently, the client re-subscribes by requestId and gets it replayed.
+ */
+export function boundedBacklog<T>(source: AsyncIterable<T>, max: number, onOverflow: () => void): AsyncGenerator<T, void, undefined> {
+  const iterator = source[Symbol.asyncIterator]();
+  const queue: IteratorResult<T, void>[] = [];
+  const waiting: { resolve: (result: IteratorResult<T, void>) => void; reject: (error: unknown) => void }[] = [];
+  let failure: { error: unknown } | null = null;
+  let stopped = false;
+
+  const deliver = (result: IteratorResult<T, void>) => {
+    const reader = waiting.shift();
+    if (reader) reader.resolve(result);
+    else queue.push(result);
+  };
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    queue.length = 0;
+    deliver({ value: undefined, done: true });
+    await iterator.return?.();
+  };
+
+  void (async () => {
+    try {
+      for (;;) {
+        const result = await iterator.next();
+        if (stopped) return;
+        deliver(result.done ? { value: undefined, done: true } : result);
+        if (result.done) return;
+        if (queue.length > max) {
+          onOverflow();
+          await stop();
+          return;
+        }
+      }
+    } catch (error) {
+      if (stopped) return;
+      failure = { error };
+      for (const reader of waiting.splice(0)) reader.reject(error);
+    }
+  })();
+
+  const generator: AsyncGenerator<T, void, undefined> = {
+    next: () => {
+      const ready = queue.shift();
+      if (ready) return Promise.resolve(ready);
+      if (failure) return Promise.reject(failure.error);
+      if (stopped) return Promise.resolve({ value: undefined, done: true });
+      return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+    },
+    return: async () => {
+      await stop();
+      return { value: undefined, done: true };
+    },
+    throw: async (error: unknown) => {
+      await stop();
+      throw error;
+    },
+    [Symbol.asyncIterator]: () => generator,
+    [Symbol.asyncDispose]: async () => {
+      await stop();
+    },
+  };
+  return generator;
+}
