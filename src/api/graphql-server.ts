@@ -3,7 +3,6 @@ import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { GraphQLError, getOperationAST, validate, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from 'graphql';
-import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import type { EdgeLimits } from '../config';
 import type { Caller } from '../domain/types';
@@ -25,6 +24,7 @@ import {
   validationRules,
   variableErrors,
 } from './limits';
+import { serveWebSocket } from './ws-transport';
 
 /** Closes the socket when the token it was opened with expires, with the same code as a bad token. */
 const CLOSE_UNAUTHORIZED = 4403;
@@ -85,7 +85,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
   const connections = new WebSocketConnections(limits);
   const rules = validationRules(limits);
 
-  const ws = useServer<Record<string, unknown> | undefined, { caller: Caller | null }>(
+  const ws = serveWebSocket<Record<string, unknown> | undefined, { caller: Caller | null }>(
     {
       schema: options.schema,
       context: (ctx) => options.context(ctx.extra.caller ?? null),
@@ -157,7 +157,8 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
       onError: (_ctx, _id, _payload, errors) => errors.map((e) => formatError(e.toJSON(), e)),
     },
     wsServer,
-    limits.wsPingIntervalMs, // a peer that does not answer a ping within the same interval is dropped
+    limits.wsPingIntervalMs,
+    options.onInternalError,
   );
 
   const apollo = new ApolloServer<GraphQLContext>({
