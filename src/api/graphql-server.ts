@@ -24,7 +24,7 @@ import {
   validationRules,
   variableErrors,
 } from './limits';
-import { serveWebSocket } from './ws-transport';
+import { serveWebSocket, takeVariables } from './ws-transport';
 
 /** Closes the socket when the token it was opened with expires, with the same code as a bad token. */
 const CLOSE_UNAUTHORIZED = 4403;
@@ -113,7 +113,8 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         if (expiresAt !== null) closeAt(socket, expiresAt);
         return true;
       },
-      onSubscribe: (ctx, _id, payload): ExecutionArgs | readonly GraphQLError[] => {
+      onSubscribe: (ctx, id, payload): ExecutionArgs | readonly GraphQLError[] => {
+        const sent = takeVariables(ctx.extra, id);
         const document = parseDocument(payload.query, limits);
         if (Array.isArray(document)) return document;
         const errors = validate(options.schema, document, rules);
@@ -125,10 +126,8 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
           return [new GraphQLError('Operation not found in the document', { extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })];
         }
         // graphql-ws holds this payload for the subscription's life: keep only what the operation reads.
-        const held = payload as { variables?: Record<string, unknown> | null; extensions?: Record<string, unknown> | null };
-        const variables = declaredVariables(operation, payload.variables);
-        held.variables = variables;
-        held.extensions = undefined;
+        const variables = declaredVariables(operation, sent);
+        (payload as { variables?: Record<string, unknown> }).variables = variables;
         try {
           assertOperationComplexity(document, operation);
         } catch (error) {

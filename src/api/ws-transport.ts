@@ -2,10 +2,46 @@ import type { IncomingMessage } from 'node:http';
 import { CloseCode, handleProtocols, makeServer, type ServerOptions } from 'graphql-ws';
 import type { WebSocket, WebSocketServer } from 'ws';
 
-/** What every graphql-ws hook finds in ctx.extra: the socket and its upgrade request. */
+/** What every graphql-ws hook finds in ctx.extra: the socket, its upgrade request, and variables set aside. */
 export interface WsExtra {
   readonly socket: WebSocket;
   readonly request: IncomingMessage;
+  /** The variables of subscribe messages, by operation id, until onSubscribe takes them (takeVariables). */
+  readonly variables: Map<string, unknown>;
+}
+
+/** The variables a subscribe message carried; each is handed over once. */
+export function takeVariables(extra: WsExtra, id: string): unknown {
+  const variables = extra.variables.get(id);
+  extra.variables.delete(id);
+  return variables;
+}
+
+/**
+ * graphql-ws keeps the text of a subscribe message for the subscription's whole life (its message handler
+ * runs until the subscription ends). So the variables are taken out of the text before it gets there, and
+ * the operation keeps only those it declares (see onSubscribe). Anything that is not a well-formed
+ * subscribe message goes through untouched: graphql-ws answers it.
+ */
+function setVariablesAside(text: string, held: Map<string, unknown>): string {
+  if (!text.includes('"variables"') && !text.includes('"extensions"')) return text;
+  let message: unknown;
+  try {
+    message = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  if (!isSubscribe(message)) return text;
+  held.set(message.id, message.payload.variables);
+  delete message.payload.variables;
+  delete message.payload.extensions; // nothing here reads request extensions
+  return JSON.stringify(message);
+}
+
+function isSubscribe(message: unknown): message is { id: string; payload: { variables?: unknown; extensions?: unknown } } {
+  if (typeof message !== 'object' || message === null) return false;
+  const { type, id, payload } = message as Record<string, unknown>;
+  return type === 'subscribe' && typeof id === 'string' && typeof payload === 'object' && payload !== null;
 }
 
 /**
@@ -14,7 +50,8 @@ export interface WsExtra {
  *   with EPIPE and prints each to the console; here a send to a closing socket just resolves;
  * - a frame over the size bound makes `ws` close with 1009 and emit an error the starter prints; here the
  *   close is the whole answer;
- * - a peer that does not answer a ping within one interval is dropped (the interval is configured).
+ * - a peer that does not answer a ping within one interval is dropped (the interval is configured);
+ * - a subscription must not hold on to a client's variables (setVariablesAside).
  * Errors that are ours still reach `onInternalError`, which logs them.
  */
 export function serveWebSocket<P extends Record<string, unknown> | undefined, E extends Record<PropertyKey, unknown>>(
@@ -38,6 +75,7 @@ export function serveWebSocket<P extends Record<string, unknown> | undefined, E 
     }, pingIntervalMs);
     heartbeat.unref();
 
+    const variables = new Map<string, unknown>();
     const closed = server.opened(
       {
         protocol: socket.protocol,
@@ -50,13 +88,13 @@ export function serveWebSocket<P extends Record<string, unknown> | undefined, E 
         close: (code, reason) => socket.close(code, reason),
         onMessage: (handle) =>
           socket.on('message', (data: Buffer) => {
-            handle(data.toString()).catch((error: unknown) => {
+            handle(setVariablesAside(data.toString(), variables)).catch((error: unknown) => {
               onInternalError(error);
               socket.close(CloseCode.InternalServerError, 'Internal server error');
             });
           }),
       },
-      { socket, request } as WsExtra & Partial<E>,
+      { socket, request, variables } as WsExtra & Partial<E>,
     );
 
     socket.once('close', (code, reason) => {
