@@ -73,7 +73,11 @@ test(`When one socket opens ${SUBSCRIPTIONS} subscriptions each carrying ~1 MB o
     socket.subscribe(`s${i}`, 'subscription ($p: ID) { couponIssued(promotionId: $p) { requestId } }', { p: 'x', padding: `${i}`.padEnd(1_000_000, 'x') });
     if (i % 10 === 9) {
       socket.subscribe(`probe${i}`, '{ promotion(id: "x") { id } }');
-      const answered = await Promise.race([socket.waitFor(endOf(`probe${i}`), 30_000), exited]);
+      // A socket closed under the test most likely means the process died: then say so, with its last output.
+      const probe = socket.waitFor(endOf(`probe${i}`), 30_000).catch((error: unknown) =>
+        Promise.race([exited, new Promise<never>((_, reject) => setTimeout(() => reject(error), 2000))]),
+      );
+      const answered = await Promise.race([probe, exited]);
       if (typeof answered === 'string') throw new Error(`the service died after ${i + 1} subscriptions: ${answered}`);
     }
   }
