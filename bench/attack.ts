@@ -1,17 +1,20 @@
 /**
  * `npm run bench:attack`: what an anonymous client sending big queries costs another user's issueCoupon.
  * The victim (BENCH_ATTACK_VICTIMS connections, signed-in users rotating) runs alone, then beside an attacker
- * (2 connections, no token) sending either the ~830 KB aliased query or a ~60 KB one of ~20,000 tokens.
+ * (2 connections, no token, its own process) sending either ~830 KB aliased queries or ~60 KB ones of ~20,000
+ * tokens, each one different so that no parsed-document cache helps.
  * The service runs twice: with its limits (defaults), then with the body and token limits loosened to what it
  * accepted before they existed (the depth and field limits still apply, as they did), so both sit side by side.
  * Writes bench/results/attack.md. Loopback only; every phase stops by itself.
  */
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { signToken } from '../src/api/auth';
+import { ATTACK_KINDS, attackBody } from './attacker';
 import { freePort, startService, stopChild } from './children';
 import { runLoad, type LoadResult, type LoadSpec } from './load';
 import { ISSUE_COUPON, benchDatabaseName, createPromotion, truncateBenchTables } from './service';
@@ -25,12 +28,25 @@ const ATTACKERS = 2;
 const USERS = 2000;
 
 const log = (message: string) => process.stderr.write(`bench:attack: ${message}\n`);
-const aliased = (n: number) => `{ ${Array.from({ length: n }, (_, i) => `a${i}: promotion(id: "x") { id name }`).join(' ')} }`;
 
-const ATTACKS = [
-  { label: '~830 KB aliased query', body: JSON.stringify({ query: aliased(22_000) }) },
-  { label: '~60 KB query of ~20,000 tokens', body: JSON.stringify({ query: aliased(1_600) }) },
+const ATTACKS: { label: string; kind: keyof typeof ATTACK_KINDS }[] = [
+  { label: '~830 KB aliased queries', kind: 'huge' },
+  { label: '~60 KB queries of ~20,000 tokens', kind: 'tokens' },
 ];
+
+/** The attacker's load, from its own process (bench/attacker.ts). */
+function attackOf(url: string, kind: keyof typeof ATTACK_KINDS): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-r', '@swc-node/register', 'bench/attacker.ts', url, kind, String(DURATION + 3), String(ATTACKERS)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.once('exit', (code) => {
+      if (code !== 0) return reject(new Error(`attacker exited with ${code}`));
+      const parsed = JSON.parse(out) as LoadResult & { outcomes: Record<string, number> };
+      resolve({ ...parsed, outcomes: new Map(Object.entries(parsed.outcomes)) });
+    });
+  });
+}
 
 const CONFIGURATIONS: { label: string; env: Record<string, string> }[] = [
   { label: 'limits at their defaults', env: {} },
@@ -42,6 +58,23 @@ interface Row {
   attack: string;
   victim: LoadResult;
   attacker: LoadResult | null;
+  /** One attack request alone, sent and answered on an idle service: median and worst of 20, ms. */
+  alone: { p50: number; max: number; status: number } | null;
+}
+
+/** The time to answer one attack request, alone: what a single request costs the service. */
+async function answerTime(url: string, kind: keyof typeof ATTACK_KINDS): Promise<Row['alone']> {
+  const times: number[] = [];
+  let status = 0;
+  for (let n = 0; n < 20; n++) {
+    const started = performance.now();
+    const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: attackBody(kind, n) });
+    await response.text();
+    times.push(performance.now() - started);
+    status = response.status;
+  }
+  times.sort((a, b) => a - b);
+  return { p50: times[10] as number, max: times[19] as number, status };
 }
 
 async function deleteKeys(prefix: string): Promise<void> {
@@ -78,12 +111,14 @@ async function measureConfiguration(configuration: (typeof CONFIGURATIONS)[numbe
       request: (n) => ({ headers: { authorization: authorization[n % USERS] as string }, body: victimBody }),
     };
     await runLoad({ ...victim, durationSeconds: 2 }); // warm-up: JIT, token cache, connections
-    const rows: Row[] = [{ configuration: configuration.label, attack: 'none', victim: await runLoad(victim), attacker: null }];
-    for (const attack of ATTACKS) {
-      log(`${configuration.label}: victim beside the ${attack.label}`);
-      const attacker: LoadSpec = { title: 'attacker', url: `${baseUrl}/graphql`, durationSeconds: DURATION, connections: ATTACKERS, pipelining: 1, request: () => ({ body: attack.body }) };
-      const [v, a] = await Promise.all([runLoad(victim), runLoad(attacker)]);
-      rows.push({ configuration: configuration.label, attack: attack.label, victim: v, attacker: a });
+    const rows: Row[] = [{ configuration: configuration.label, attack: 'none', victim: await runLoad(victim), attacker: null, alone: null }];
+    for (const { label, kind } of ATTACKS) {
+      log(`${configuration.label}: victim beside ${label}`);
+      const alone = await answerTime(`${baseUrl}/graphql`, kind);
+      const attacker = attackOf(`${baseUrl}/graphql`, kind);
+      await new Promise((r) => setTimeout(r, 1500)); // the attacker's process starts (swc) before the victim measures
+      const v = await runLoad(victim);
+      rows.push({ configuration: configuration.label, attack: label, victim: v, attacker: await attacker, alone });
     }
     return rows;
   } finally {
@@ -101,13 +136,13 @@ function render(rows: Row[]): string {
     '',
     `node ${process.version} · ${cpus().length} cores · victim ${VICTIMS} connections (${fmt(USERS)} users) · attacker ${ATTACKERS} connections, no token · ${DURATION} s per phase · service from the sources (swc), ROLE=all`,
     '',
-    '| service | attacker sends | victim req/s | victim p50 ms | victim p99 ms | attacker req/s | attacker p50 ms | attacker answers |',
+    '| service | attacker sends | victim req/s | victim p50 ms | victim p99 ms | attacker req/s | attacker answers | one attack request alone: p50 / max ms |',
     '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows.map((r) =>
-      [r.configuration, r.attack, fmt(r.victim.requestsPerSecond), r.victim.p50Ms, r.victim.p99Ms, r.attacker ? fmt(r.attacker.requestsPerSecond) : '-', r.attacker ? r.attacker.p50Ms : '-', r.attacker ? answers(r.attacker) : '-'].join(' | '),
+      [r.configuration, r.attack, fmt(r.victim.requestsPerSecond), r.victim.p50Ms, r.victim.p99Ms, r.attacker ? fmt(r.attacker.requestsPerSecond) : '-', r.attacker ? answers(r.attacker) : '-', r.alone ? `${r.alone.p50.toFixed(1)} / ${r.alone.max.toFixed(1)} (HTTP ${r.alone.status})` : '-'].join(' | '),
     ).map((line) => `| ${line} |`),
     '',
-    'Attacker answers: HTTP status when not 200. The load generator (autocannon, this process) shares the cores with the service, Redis and PostgreSQL.',
+    'Attacker answers: HTTP status when not 200. Victim and attacker load generators (autocannon, one process each) share the cores with the service, Redis and PostgreSQL. The attacker runs a little longer than the victim (it starts first), so the victim is measured under attack throughout.',
     '',
   ];
   return lines.join('\n');
