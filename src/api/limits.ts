@@ -157,8 +157,12 @@ export function boundedBacklog<T>(source: AsyncIterable<T>, max: number, onOverf
       for (;;) {
         const result = await iterator.next();
         if (stopped) return;
-        deliver(result.done ? { value: undefined, done: true } : result);
-        if (result.done) return;
+        if (result.done) {
+          stopped = true; // finished: later reads answer done at once
+          deliver({ value: undefined, done: true });
+          return;
+        }
+        deliver(result);
         if (queue.length > max) {
           onOverflow();
           await stop();
