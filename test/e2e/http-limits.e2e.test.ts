@@ -64,7 +64,7 @@ describe('parse-time limits', () => {
 
     expect(r.status).toBe(413);
     // Loose: the unbounded parse and validation took ~640 ms on one core; the tight figure is in the benchmark.
-    expect(r.ms).toBeLessThan(300);
+    expect(r.ms).toBeLessThan(500);
   });
 
   test('When a document within the body limit has more than MAX_QUERY_TOKENS tokens, then GRAPHQL_PARSE_FAILED over HTTP and WebSocket', async () => {
