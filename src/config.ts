@@ -53,6 +53,9 @@ const schema = z
     }
   });
 
+/** Every variable the service reads, for the test that keeps README and .env.example in step with it. */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(schema.shape);
+
 export interface Config {
   /** Only NODE_ENV=development shows stack traces and internal messages to clients. */
   development: boolean;
