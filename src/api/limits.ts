@@ -132,7 +132,7 @@ export class WebSocketConnections {
  * (the caller closes the connection with 4503) and the source is stopped: a final state is never dropped
  * silently, the client re-subscribes by requestId and gets it replayed.
  */
-export function boundedBacklog<T>(source: AsyncIterable<T>, max: number, onOverflow: () => void): AsyncGenerator<T, void, undefined> {
+export function boundedBacklog<T>(source: AsyncIterable<T>, max: number, onOverflow: () => void): AsyncIterableIterator<T, void, undefined> {
   const iterator = source[Symbol.asyncIterator]();
   const queue: IteratorResult<T, void>[] = [];
   const waiting: { resolve: (result: IteratorResult<T, void>) => void; reject: (error: unknown) => void }[] = [];
@@ -176,7 +176,7 @@ export function boundedBacklog<T>(source: AsyncIterable<T>, max: number, onOverf
     }
   })();
 
-  const generator: AsyncGenerator<T, void, undefined> = {
+  const generator: AsyncIterableIterator<T, void, undefined> = {
     next: () => {
       const ready = queue.shift();
       if (ready) return Promise.resolve(ready);
@@ -193,9 +193,6 @@ export function boundedBacklog<T>(source: AsyncIterable<T>, max: number, onOverf
       throw error;
     },
     [Symbol.asyncIterator]: () => generator,
-    [Symbol.asyncDispose]: async () => {
-      await stop();
-    },
   };
   return generator;
 }

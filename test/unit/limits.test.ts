@@ -47,7 +47,7 @@ describe('bounded backlog', () => {
     const backlog = boundedBacklog(iterable, 100, () => undefined);
 
     await backlog.next();
-    await backlog.return();
+    await backlog.return?.();
 
     expect(state.stopped).toBe(true);
     expect(await backlog.next()).toEqual({ value: undefined, done: true });
