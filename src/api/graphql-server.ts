@@ -85,7 +85,8 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
   const connections = new WebSocketConnections(limits);
   const rules = validationRules(limits);
 
-  const ws = serveWebSocket<Record<string, unknown> | undefined, { caller: Caller | null }>(
+  // Per connection: who it is, and the ids of its running subscriptions (queries and mutations do not count).
+  const ws = serveWebSocket<Record<string, unknown> | undefined, { caller: Caller | null; subscriptions: Set<string> }>(
     {
       schema: options.schema,
       context: (ctx) => options.context(ctx.extra.caller ?? null),
@@ -108,6 +109,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         }
         socket.once('close', release);
         ctx.extra.caller = caller;
+        ctx.extra.subscriptions = new Set();
         const token = raw?.replace(/^Bearer\s+/i, '');
         const expiresAt = token ? options.authenticator.expiresAt(token) : null;
         if (expiresAt !== null) closeAt(socket, expiresAt);
@@ -135,9 +137,12 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         }
         const badVariables = variableErrors(options.schema, operation, variables);
         if (badVariables.length > 0) return badVariables;
-        // ctx.subscriptions already holds this one (graphql-ws adds it before calling onSubscribe).
-        if (isSubscription(operation) && Object.keys(ctx.subscriptions).length > limits.wsMaxSubscriptions) {
-          return [tooManySubscriptions(limits.wsMaxSubscriptions)];
+        if (isSubscription(operation)) {
+          // graphql-ws forgets an operation as soon as it ends or the client completes it: so do we.
+          const running = (ctx.extra.subscriptions ??= new Set());
+          for (const other of running) if (!(other in ctx.subscriptions)) running.delete(other);
+          if (running.size >= limits.wsMaxSubscriptions) return [tooManySubscriptions(limits.wsMaxSubscriptions)];
+          running.add(id);
         }
         return {
           schema: options.schema,
