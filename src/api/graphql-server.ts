@@ -109,7 +109,6 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         }
         socket.once('close', release);
         ctx.extra.caller = caller;
-        ctx.extra.subscriptions = new Set();
         const token = raw?.replace(/^Bearer\s+/i, '');
         const expiresAt = token ? options.authenticator.expiresAt(token) : null;
         if (expiresAt !== null) closeAt(socket, expiresAt);
