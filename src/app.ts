@@ -1,10 +1,10 @@
 import { hostname } from 'node:os';
-import { createServer } from 'node:http';
 import { Authenticator } from './api/auth';
-import { EdgeLimits } from './api/limits';
+import { RateLimits } from './api/rate-limits';
 import type { GraphQLContext } from './api/context';
 import { createGraphQLServer, type GraphQLServer } from './api/graphql-server';
 import { createRequestHandler, listeningPort, type Readiness } from './api/http-server';
+import { createLimitedHttpServer } from './api/limits';
 import { createSchema } from './api/schema';
 import type { Config } from './config';
 import { StreamConsumer } from './consumer/stream-consumer';
@@ -74,11 +74,11 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
 
   const metrics = new Metrics(() => readQueueDepth(redis, keys));
   const statusTtlMs = config.statusTtlSeconds * 1000;
-  const { rateLimits } = config;
+  const rates = config.rateLimits;
   const reservations = new RedisReservationStore(redis, keys, {
-    perUserPerSecond: rateLimits.issuePerSecond,
-    perUserBurst: rateLimits.issueBurst,
-    perIpPerSecond: rateLimits.issuePerIpPerSecond,
+    perUserPerSecond: rates.issuePerSecond,
+    perUserBurst: rates.issueBurst,
+    perIpPerSecond: rates.issuePerIpPerSecond,
   });
   const promotionRepository = new PrismaPromotionRepository(db);
   const couponRepository = new PrismaCouponRepository(db);
@@ -97,10 +97,10 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     },
     onRecovered: () => logger.info('rate limiter reaches Redis again'),
   });
-  const limits = new EdgeLimits(
+  const rateLimits = new RateLimits(
     limiter,
     keys,
-    { userPerSecond: rateLimits.userPerSecond, anonPerSecond: rateLimits.anonPerSecond, trustProxy: config.trustProxy },
+    { userPerSecond: rates.userPerSecond, anonPerSecond: rates.anonPerSecond, trustProxy: config.trustProxy },
     (kind) => metrics.rateLimited(kind),
   );
 
@@ -145,21 +145,22 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const onInternalError = (error: unknown) => logger.error({ err: error }, 'internal error');
 
   // The server exists before its handler: Apollo's drain plugin and the WebSocket server attach to it.
-  const httpServer = createServer();
+  const httpServer = createLimitedHttpServer(config.limits);
   let graphqlServer: GraphQLServer | null = null;
   if (servesApi) {
     const schema = await createSchema({ promotions, issuance, audit });
-    graphqlServer = await createGraphQLServer({ schema, httpServer, authenticator, context, development, onInternalError, limits });
+    graphqlServer = await createGraphQLServer({ schema, httpServer, authenticator, context, development, onInternalError, limits: config.limits, rateLimits });
   }
   httpServer.on(
     'request',
     createRequestHandler({
       graphql: graphqlServer ? { apollo: graphqlServer.apollo, authenticator, context } : null,
-      limits,
+      rateLimits,
       readiness,
       metrics: { contentType: metrics.registry.contentType, text: () => metrics.registry.metrics() },
       onError: onInternalError,
       corsOrigins: config.corsOrigins,
+      limits: config.limits,
     }),
   );
 
@@ -181,8 +182,8 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     httpServer.once('error', reject);
     // A flash sale opens thousands of connections at once: a deep accept queue, and idle keep-alive
     // connections kept longer than clients and load balancers keep theirs (so the server never closes first).
+    // The header and request timeouts are limits (api/limits.ts): they count from a request's first byte.
     httpServer.keepAliveTimeout = 65_000;
-    httpServer.headersTimeout = 66_000;
     httpServer.listen({ port: config.port, host: config.host, backlog: 4096 }, () => resolve());
   });
   const port = listeningPort(httpServer);

@@ -52,8 +52,24 @@ const schema = z
     RATE_LIMIT_USER_PER_SECOND: rate(20),
     RATE_LIMIT_ANON_PER_SECOND: rate(50),
     TRUST_PROXY: intFrom(0, 100, 0),
+    // Limits at the edge (src/api/limits.ts); README "Security" says what a client sees at each.
+    MAX_BODY_BYTES: intFrom(1024, 16 * 1024 * 1024, 64 * 1024),
+    MAX_QUERY_TOKENS: intFrom(100, 1_000_000, 2000),
+    MAX_CONNECTIONS: intFrom(1, 10_000_000, 50_000),
+    HTTP_HEADERS_TIMEOUT_MS: intFrom(100, 600_000, 10_000),
+    HTTP_REQUEST_TIMEOUT_MS: intFrom(100, 3_600_000, 30_000),
+    WS_MAX_SUBSCRIPTIONS: intFrom(1, 10_000, 20),
+    WS_MAX_CONNECTIONS_PER_USER: intFrom(1, 100_000, 10),
+    WS_MAX_ANON_CONNECTIONS_PER_IP: intFrom(1, 10_000_000, 1000),
+    WS_MAX_BACKLOG: intFrom(1, 100_000, 100),
+    WS_PING_INTERVAL_MS: intFrom(100, 3_600_000, 30_000),
+    INTROSPECTION: z.enum(['true', 'false']).default('true'),
+    PLAYGROUND: z.enum(['true', 'false']).default('true'),
   })
   .superRefine((env, ctx) => {
+    if (env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
+      ctx.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: 'must not exceed HTTP_REQUEST_TIMEOUT_MS' });
+    }
     if (env.CONSUMER_DEAD_AFTER_MS < 2 * env.CONSUMER_HEARTBEAT_MS) {
       // One late heartbeat must not make a live consumer look dead.
       ctx.addIssue({ code: 'custom', path: ['CONSUMER_DEAD_AFTER_MS'], message: 'must be at least twice CONSUMER_HEARTBEAT_MS' });
@@ -62,6 +78,9 @@ const schema = z
       ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'is required when NODE_ENV=production (and not the development secret)' });
     }
   });
+
+/** Every variable the service reads, for the test that keeps README and .env.example in step with it. */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(schema.shape);
 
 export interface Config {
   /** Only NODE_ENV=development shows stack traces and internal messages to clients. */
@@ -93,10 +112,28 @@ export interface Config {
   /** Browser origins allowed to call /graphql: '*' (tokens travel in a header, never in cookies) or a list. */
   corsOrigins: '*' | string[];
   jwt: { jwksUrl?: string; issuer?: string; audience?: string; rolesClaim: string };
-  /** Calls a second (0: off). issue*: inside the reservation script; user/anon: at the edge (api/limits.ts). */
+  /** Calls a second (0: off). issue*: inside the reservation script; user/anon: at the edge (api/rate-limits.ts). */
   rateLimits: { issuePerSecond: number; issueBurst: number; issuePerIpPerSecond: number; userPerSecond: number; anonPerSecond: number };
   /** Proxies in front of the service that append to X-Forwarded-For. */
   trustProxy: number;
+  limits: EdgeLimits;
+}
+
+/** What one client may ask of this process; each bound is enforced at the edge (src/api/limits.ts). */
+export interface EdgeLimits {
+  maxBodyBytes: number;
+  maxQueryTokens: number;
+  maxConnections: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  wsMaxSubscriptions: number;
+  wsMaxConnectionsPerUser: number;
+  wsMaxAnonConnectionsPerIp: number;
+  /** Results of one subscription waiting for a slow socket; past it the connection is closed (4503). */
+  wsMaxBacklog: number;
+  wsPingIntervalMs: number;
+  introspection: boolean;
+  playground: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -144,5 +181,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       anonPerSecond: e.RATE_LIMIT_ANON_PER_SECOND,
     },
     trustProxy: e.TRUST_PROXY,
+    limits: {
+      maxBodyBytes: e.MAX_BODY_BYTES,
+      maxQueryTokens: e.MAX_QUERY_TOKENS,
+      maxConnections: e.MAX_CONNECTIONS,
+      headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
+      wsMaxSubscriptions: e.WS_MAX_SUBSCRIPTIONS,
+      wsMaxConnectionsPerUser: e.WS_MAX_CONNECTIONS_PER_USER,
+      wsMaxAnonConnectionsPerIp: e.WS_MAX_ANON_CONNECTIONS_PER_IP,
+      wsMaxBacklog: e.WS_MAX_BACKLOG,
+      wsPingIntervalMs: e.WS_PING_INTERVAL_MS,
+      introspection: e.INTROSPECTION === 'true',
+      playground: e.PLAYGROUND === 'true',
+    },
   };
 }

@@ -2,16 +2,30 @@ import type { Server } from 'node:http';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
-import { GraphQLError, getOperationAST, parse, validate, type ExecutionArgs, type GraphQLSchema } from 'graphql';
-import { useServer } from 'graphql-ws/use/ws';
+import { GraphQLError, getOperationAST, validate, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { WebSocketServer } from 'ws';
+import type { EdgeLimits } from '../config';
 import { UnavailableError } from '../domain/errors';
 import type { Caller } from '../domain/types';
 import type { Authenticator } from './auth';
 import { assertOperationComplexity } from './complexity';
 import type { GraphQLContext } from './context';
 import { createErrorFormatter } from './errors';
-import { retryAfterSeconds, type EdgeLimits } from './limits';
+import {
+  CLOSE_BACKLOG_OVERFLOW,
+  CLOSE_TOO_MANY_CONNECTIONS,
+  WebSocketConnections,
+  boundedBacklog,
+  declaredVariables,
+  isSubscription,
+  parseDocument,
+  parseOptions,
+  tooManySubscriptions,
+  validationRules,
+  variableErrors,
+} from './limits';
+import { serveWebSocket, takeVariables } from './ws-transport';
+import { retryAfterSeconds, type RateLimits } from './rate-limits';
 
 /** Closes the socket when the token it was opened with expires, with the same code as a bad token. */
 const CLOSE_UNAUTHORIZED = 4403;
@@ -19,8 +33,6 @@ const CLOSE_UNAUTHORIZED = 4403;
 const CLOSE_SERVICE_UNAVAILABLE = 4503;
 /** setTimeout's ceiling (about 24.8 days): a later expiry is re-armed in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
-/** The same bound as an HTTP body: no subscribe message needs more. */
-const MAX_MESSAGE_BYTES = 1024 * 1024;
 
 function closeAt(socket: { close(code: number, reason: string): void; once(event: 'close', fn: () => void): unknown }, expiresAt: number): void {
   let timer: NodeJS.Timeout;
@@ -40,7 +52,10 @@ export interface GraphQLServerOptions {
   context: (caller: Caller | null, clientIp: string | null) => GraphQLContext;
   development: boolean;
   onInternalError: (error: unknown) => void;
+  /** Size, time and connection bounds (limits.ts). */
   limits: EdgeLimits;
+  /** Rate limits kept in Redis (rate-limits.ts). */
+  rateLimits: RateLimits;
 }
 
 export interface GraphQLServer {
@@ -59,6 +74,10 @@ const complexityPlugin: ApolloServerPlugin<GraphQLContext> = {
   },
 };
 
+function isAsyncIterable(value: unknown): value is AsyncIterable<ExecutionResult> {
+  return typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
+}
+
 function once(fn: () => Promise<void> | void): () => Promise<void> {
   let result: Promise<void> | null = null;
   return () => (result ??= Promise.resolve(fn()));
@@ -66,21 +85,25 @@ function once(fn: () => Promise<void> | void): () => Promise<void> {
 
 export async function createGraphQLServer(options: GraphQLServerOptions): Promise<GraphQLServer> {
   const formatError = createErrorFormatter({ development: options.development, onInternal: options.onInternalError });
-  const { limits } = options;
+  const { limits, rateLimits } = options;
+  // Frames get the bound of an HTTP body: no subscribe message needs more. Bigger ones close with 1009.
   const wsServer = new WebSocketServer({
     server: options.httpServer,
     path: '/graphql',
-    maxPayload: MAX_MESSAGE_BYTES,
+    maxPayload: limits.maxBodyBytes,
     // Every upgrade is anonymous until its connection_init: the address's anonymous rate applies, as to HTTP.
     verifyClient: (info, done) => {
-      limits.anonymous(limits.clientIp(info.req)).then(
+      rateLimits.anonymous(rateLimits.clientIp(info.req)).then(
         (wait) => (wait === 0 ? done(true) : done(false, 429, 'Too Many Requests', { 'retry-after': retryAfterSeconds(wait) })),
         () => done(false, 503, 'Service Unavailable'),
       );
     },
   });
+  const connections = new WebSocketConnections(limits);
+  const rules = validationRules(limits);
 
-  const ws = useServer<Record<string, unknown> | undefined, { caller: Caller | null; clientIp: string }>(
+  // Per connection: who it is, from where, and the ids of its running subscriptions (queries and mutations do not count).
+  const ws = serveWebSocket<Record<string, unknown> | undefined, { caller: Caller | null; clientIp: string; subscriptions: Set<string> }>(
     {
       schema: options.schema,
       context: (ctx) => options.context(ctx.extra.caller ?? null, ctx.extra.clientIp ?? null),
@@ -95,21 +118,27 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
           if (error instanceof UnavailableError) ctx.extra.socket.close(CLOSE_SERVICE_UNAVAILABLE, 'Service unavailable');
           return false; // graphql-ws closes with 4403 Forbidden (a socket already closed stays as it was)
         }
+        const socket = ctx.extra.socket;
+        const ip = rateLimits.clientIp(ctx.extra.request);
+        const release = connections.admit(caller, ip);
+        if (!release) {
+          // Closing first makes this the code the client sees; graphql-ws's own 4403 then finds it closing.
+          socket.close(CLOSE_TOO_MANY_CONNECTIONS, caller ? 'Too many connections for this user' : 'Too many connections from this address');
+          return false;
+        }
+        socket.once('close', release);
         ctx.extra.caller = caller;
-        ctx.extra.clientIp = limits.clientIp(ctx.extra.request);
+        ctx.extra.clientIp = ip;
         const token = raw?.replace(/^Bearer\s+/i, '');
         const expiresAt = token ? options.authenticator.expiresAt(token) : null;
-        if (expiresAt !== null) closeAt(ctx.extra.socket, expiresAt);
+        if (expiresAt !== null) closeAt(socket, expiresAt);
         return true;
       },
-      onSubscribe: async (ctx, _id, payload): Promise<ExecutionArgs | readonly GraphQLError[]> => {
-        let document;
-        try {
-          document = parse(payload.query);
-        } catch (error) {
-          return [new GraphQLError((error as Error).message, { extensions: { code: 'GRAPHQL_PARSE_FAILED' } })];
-        }
-        const errors = validate(options.schema, document);
+      onSubscribe: async (ctx, id, payload): Promise<ExecutionArgs | readonly GraphQLError[]> => {
+        const sent = takeVariables(ctx.extra, id);
+        const document = parseDocument(payload.query, limits);
+        if (Array.isArray(document)) return document;
+        const errors = validate(options.schema, document, rules);
         if (errors.length > 0) {
           return errors.map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } }));
         }
@@ -117,30 +146,49 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         if (!operation) {
           return [new GraphQLError('Operation not found in the document', { extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })];
         }
+        // graphql-ws holds this payload for the subscription's life: keep only what the operation reads.
+        const variables = declaredVariables(operation, sent);
+        (payload as { variables?: Record<string, unknown> }).variables = variables;
         try {
           assertOperationComplexity(document, operation);
-          await limits.operation(ctx.extra.caller ?? null, operation, 'ws');
+          await rateLimits.operation(ctx.extra.caller ?? null, operation, 'ws');
         } catch (error) {
           return [error as GraphQLError];
+        }
+        const badVariables = variableErrors(options.schema, operation, variables);
+        if (badVariables.length > 0) return badVariables;
+        if (isSubscription(operation)) {
+          // graphql-ws forgets an operation as soon as it ends or the client completes it: so do we.
+          const running = (ctx.extra.subscriptions ??= new Set());
+          for (const other of running) if (!(other in ctx.subscriptions)) running.delete(other);
+          if (running.size >= limits.wsMaxSubscriptions) return [tooManySubscriptions(limits.wsMaxSubscriptions)];
+          running.add(id);
         }
         return {
           schema: options.schema,
           document,
           operationName: payload.operationName,
-          variableValues: payload.variables,
+          variableValues: variables,
           contextValue: options.context(ctx.extra.caller ?? null, ctx.extra.clientIp ?? null),
         };
+      },
+      onOperation: (ctx, _id, _payload, _args, result) => {
+        if (!isAsyncIterable(result)) return undefined;
+        return boundedBacklog(result, limits.wsMaxBacklog, () => ctx.extra.socket.close(CLOSE_BACKLOG_OVERFLOW, 'Subscriber too slow'));
       },
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors ? { ...result, errors: result.errors.map((e) => formatError(e.toJSON(), e)) } : undefined,
       onError: (_ctx, _id, _payload, errors) => errors.map((e) => formatError(e.toJSON(), e)),
     },
     wsServer,
+    limits.wsPingIntervalMs,
+    options.onInternalError,
   );
 
   const apollo = new ApolloServer<GraphQLContext>({
     schema: options.schema,
-    introspection: true,
+    introspection: limits.introspection,
+    parseOptions: parseOptions(limits),
     stopOnTerminationSignals: false, // main.ts owns shutdown: WebSockets, HTTP, consumer, connections, in order
     includeStacktraceInErrorResponses: options.development,
     formatError,
@@ -150,7 +198,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
       // No HTTP caching of GraphQL responses here; the default plugin would wrap every resolver for nothing.
       ApolloServerPluginCacheControlDisabled(),
       complexityPlugin,
-      limits.plugin(),
+      rateLimits.plugin(),
     ],
   });
   await apollo.start();

@@ -1,12 +1,13 @@
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { HeaderMap, type ApolloServer } from '@apollo/server';
+import type { EdgeLimits } from '../config';
 import { UnavailableError, UnauthenticatedError } from '../domain/errors';
 import type { Caller } from '../domain/types';
 import type { Authenticator } from './auth';
 import type { GraphQLContext } from './context';
 import { graphiqlPage } from './graphiql';
-import { refuseWhole, type EdgeLimits } from './limits';
+import { refuseWhole, type RateLimits } from './rate-limits';
 
 export interface Readiness {
   ok: boolean;
@@ -16,14 +17,16 @@ export interface Readiness {
 export interface HttpDeps {
   /** null when this process runs the consumer only: then /graphql is not served. */
   graphql: { apollo: ApolloServer<GraphQLContext>; authenticator: Authenticator; context: (caller: Caller | null, clientIp: string | null) => GraphQLContext } | null;
-  limits: EdgeLimits;
+  /** Rate limits kept in Redis (rate-limits.ts). */
+  rateLimits: RateLimits;
   readiness: () => Promise<Readiness>;
   metrics: { contentType: string; text: () => Promise<string> };
   onError: (error: unknown) => void;
   corsOrigins: '*' | string[];
+  /** Size bounds and the playground switch (limits.ts). */
+  limits: Pick<EdgeLimits, 'maxBodyBytes' | 'playground'>;
 }
 
-const MAX_BODY_BYTES = 1024 * 1024;
 const JSON_TYPE = 'application/json; charset=utf-8';
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -33,8 +36,8 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 
 class BodyTooLarge extends Error {}
 
-/** The body as text. Past MAX_BODY_BYTES it fails at once and the rest is read and dropped. */
-function readBody(req: IncomingMessage): Promise<string> {
+/** The body as text. Past maxBytes it fails at once and the rest is read and dropped. */
+function readBody(req: IncomingMessage, maxBytes: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -42,7 +45,7 @@ function readBody(req: IncomingMessage): Promise<string> {
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (tooLarge) return;
-      if (size > MAX_BODY_BYTES) {
+      if (size > maxBytes) {
         tooLarge = true;
         chunks.length = 0;
         reject(new BodyTooLarge());
@@ -85,7 +88,7 @@ function wantsHtml(req: IncomingMessage): boolean {
 export function createRequestHandler(deps: HttpDeps): RequestListener {
   /** Anonymous traffic from one address over its rate: refused whole, before any other work. */
   async function anonymousRefused(req: IncomingMessage, res: ServerResponse, ip: string): Promise<boolean> {
-    const wait = await deps.limits.anonymous(ip);
+    const wait = await deps.rateLimits.anonymous(ip);
     if (wait === 0) return false;
     allowOrigin(req, res, deps.corsOrigins);
     refuseWhole(res, 429, 'RATE_LIMITED', 'Too many requests from this address: try again later', wait);
@@ -102,6 +105,7 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
       return;
     }
     if (wantsHtml(req) && !new URLSearchParams(search).has('query')) {
+      if (!deps.limits.playground) return sendJson(res, 404, { error: 'not found' });
       const page = graphiqlPage();
       const gzip = (req.headers['accept-encoding'] ?? '').includes('gzip');
       res.writeHead(200, {
@@ -128,10 +132,10 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
     if (req.method === 'POST') {
       let raw: string;
       try {
-        raw = await readBody(req);
+        raw = await readBody(req, deps.limits.maxBodyBytes);
       } catch (error) {
         if (!(error instanceof BodyTooLarge)) throw error;
-        const message = `Request body is larger than ${MAX_BODY_BYTES} bytes`;
+        const message = `Request body is larger than ${deps.limits.maxBodyBytes} bytes`;
         return sendJson(res, 413, { errors: [{ message, extensions: { code: 'BAD_USER_INPUT', field: 'body' } }] }, { connection: 'close' });
       }
       try {
@@ -164,8 +168,8 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const search = q < 0 ? '' : url.slice(q);
-    const ip = deps.limits.clientIp(req);
-    if (!req.headers.authorization && deps.limits.appliesTo(path) && (await anonymousRefused(req, res, ip))) return;
+    const ip = deps.rateLimits.clientIp(req);
+    if (!req.headers.authorization && deps.rateLimits.appliesTo(path) && (await anonymousRefused(req, res, ip))) return;
     switch (path) {
       case '/graphql':
         return handleGraphQL(req, res, search, ip);
@@ -182,7 +186,7 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
         return;
       }
       case '/':
-        if (deps.graphql && wantsHtml(req)) {
+        if (deps.graphql && deps.limits.playground && wantsHtml(req)) {
           res.writeHead(302, { location: '/graphql' });
           res.end();
           return;

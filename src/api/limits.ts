@@ -1,174 +1,194 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isIP } from 'node:net';
-import { HeaderMap, type ApolloServerPlugin } from '@apollo/server';
-import { unwrapResolverError } from '@apollo/server/errors';
-import { GraphQLError, Kind, type OperationDefinitionNode } from 'graphql';
-import { RateLimitedError } from '../domain/errors';
+import { createServer, type Server } from 'node:http';
+import {
+  GraphQLError,
+  NoSchemaIntrospectionCustomRule,
+  getVariableValues,
+  parse,
+  specifiedRules,
+  type DocumentNode,
+  type GraphQLSchema,
+  type OperationDefinitionNode,
+  type ValidationRule,
+} from 'graphql';
+import type { EdgeLimits } from '../config';
 import type { Caller } from '../domain/types';
-import type { RedisKeys } from '../redis/keys';
-import type { RedisRateLimiter } from '../redis/rate-limiter';
-import type { GraphQLContext } from './context';
 
 /**
- * Rate limits at the edge, in one place, called by every transport (HTTP requests, WebSocket upgrades and
- * subscribe messages). The buckets live in Redis (redis/rate-limiter.ts), so every process shares them;
- * issueCoupon's own bucket is inside the reservation script (redis/lua/issue.lua), on the promotion's slot.
+ * The limits every transport applies at the edge, before any work is done for a client: how much it may
+ * send (body, frame, tokens), how long it may take (headers, request), how many connections and
+ * subscriptions it may hold, and how far behind it may fall. HTTP (http-server.ts, Apollo) and WebSocket
+ * (graphql-server.ts) both call this module, so a bound is never enforced on one path only; the rate limits,
+ * kept in Redis, are beside it in rate-limits.ts.
  */
 
-export interface EdgeLimitsConfig {
-  /** Operations other than issueCoupon, per signed-in user; 0 turns it off. */
-  userPerSecond: number;
-  /** Anonymous requests and WebSocket upgrades, per client IP, bursts of one second's worth; 0 turns it off. */
-  anonPerSecond: number;
-  /** How many proxies in front of the service append to X-Forwarded-For (0: the socket's address is the client). */
-  trustProxy: number;
+/** WebSocket close codes of the limits (4xxx: application codes, as graphql-ws uses 4403 and 4429). */
+export const CLOSE_TOO_MANY_CONNECTIONS = 4429;
+export const CLOSE_BACKLOG_OVERFLOW = 4503;
+/** An extra subscription can be retried once one of the connection's others completes: no better hint. */
+export const SUBSCRIPTION_RETRY_AFTER_MS = 1000;
+
+/** graphql-js counts tokens while it parses and aborts past the bound: a huge document costs microseconds. */
+export const parseOptions = (limits: EdgeLimits) => ({ maxTokens: limits.maxQueryTokens });
+
+/** Parses a WebSocket operation with the same bound as Apollo's HTTP path, or says why not. */
+export function parseDocument(source: unknown, limits: EdgeLimits): DocumentNode | GraphQLError[] {
+  if (typeof source !== 'string') return [parseFailed('query must be a string')];
+  try {
+    return parse(source, parseOptions(limits));
+  } catch (error) {
+    return [parseFailed(error instanceof Error ? error.message : 'Syntax error')];
+  }
 }
 
-export type LimitKind = 'anonymous' | 'user' | 'issue';
+const parseFailed = (message: string) => new GraphQLError(message, { extensions: { code: 'GRAPHQL_PARSE_FAILED' } });
 
-/** Paths that must answer whoever asks: probes and scrapers poll them from few addresses. */
-const UNLIMITED_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
-
-/**
- * The client's address: the socket's, or with `trustProxy` = N the N-th address from the right of
- * X-Forwarded-For (each trusted proxy appends the address it received the request from, so the rightmost N
- * entries are written by them and the one they name last is the client). A header with fewer entries than
- * proxies can only have been shortened on the way: its leftmost entry is the best there is.
- */
-export function clientIp(req: Pick<IncomingMessage, 'headers' | 'socket'>, trustProxy: number): string {
-  const socketIp = normalizeIp(req.socket.remoteAddress ?? '');
-  if (trustProxy <= 0) return socketIp;
-  const header = req.headers['x-forwarded-for'];
-  const raw = Array.isArray(header) ? header.join(',') : (header ?? '');
-  const hops = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (hops.length === 0) return socketIp;
-  const picked = normalizeIp(hops[Math.max(0, hops.length - trustProxy)] as string);
-  return isIP(picked) ? picked : socketIp;
-}
-
-/** IPv4 clients on a dual-stack socket appear as ::ffff:a.b.c.d: one client, one key. */
-function normalizeIp(ip: string): string {
-  return ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
+/** With INTROSPECTION=false, __schema and __type fail validation, as Apollo's `introspection: false` does. */
+export function validationRules(limits: EdgeLimits): readonly ValidationRule[] {
+  return limits.introspection ? specifiedRules : [...specifiedRules, NoSchemaIntrospectionCustomRule];
 }
 
 /**
- * RATE_LIMITED for an operation refused before it ran. Over HTTP, Apollo answers an error thrown before
- * execution with the status and headers of `http` (and strips it); a WebSocket has no status to set.
+ * Only the variables the operation declares, so a subscription keeps nothing else a client sent for its
+ * whole life (graphql-ws holds the subscribe message until the subscription ends). Undeclared names are
+ * never read by GraphQL, and a declared one is always used (validation refuses unused variables).
  */
-export function rateLimitedError(retryAfterMs: number, transport: 'http' | 'ws'): GraphQLError {
-  const http = { status: 429, headers: new HeaderMap([['retry-after', retryAfterSeconds(retryAfterMs)]]) };
-  return new GraphQLError('Rate limit exceeded: try again later', {
-    extensions: { code: 'RATE_LIMITED', retryAfterMs, ...(transport === 'http' ? { http } : {}) },
+export function declaredVariables(operation: OperationDefinitionNode, variables: unknown): Record<string, unknown> | undefined {
+  if (variables === null || typeof variables !== 'object') return undefined;
+  const sent = variables as Record<string, unknown>;
+  const kept: Record<string, unknown> = {};
+  for (const definition of operation.variableDefinitions ?? []) {
+    const name = definition.variable.name.value;
+    if (Object.prototype.hasOwnProperty.call(sent, name)) kept[name] = sent[name];
+  }
+  return kept;
+}
+
+/** Variables that do not fit their declared types: BAD_USER_INPUT, as Apollo answers over HTTP. */
+export function variableErrors(schema: GraphQLSchema, operation: OperationDefinitionNode, variables: Record<string, unknown> | undefined): GraphQLError[] {
+  const { errors } = getVariableValues(schema, operation.variableDefinitions ?? [], variables ?? {}, { maxErrors: 10 });
+  return (errors ?? []).map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'BAD_USER_INPUT' } }));
+}
+
+/** The operation is a mutation or a query, not a subscription: it needs no slot among the subscriptions. */
+export const isSubscription = (operation: OperationDefinitionNode) => operation.operation === 'subscription';
+
+export function tooManySubscriptions(limit: number): GraphQLError {
+  return new GraphQLError(`At most ${limit} active subscriptions per connection`, {
+    extensions: { code: 'RATE_LIMITED', retryAfterMs: SUBSCRIPTION_RETRY_AFTER_MS },
   });
 }
 
-/** Bursts of one second's worth, and at least one call (a rate under 1 a second still lets one through). */
-const oneSecondsWorth = (rate: number): number => Math.max(1, rate);
-
-export const retryAfterSeconds = (ms: number): string => String(Math.max(1, Math.ceil(ms / 1000)));
-
-/** A request refused whole, before any GraphQL ran: 429 (rate) or 503 (a dependency), with Retry-After. */
-export function refuseWhole(res: ServerResponse, status: 429 | 503, code: 'RATE_LIMITED' | 'SERVICE_UNAVAILABLE', message: string, retryAfterMs: number): void {
-  res.writeHead(status, {
-    'content-type': 'application/json; charset=utf-8',
-    'retry-after': retryAfterSeconds(retryAfterMs),
-    'access-control-expose-headers': 'retry-after, x-request-id',
+/**
+ * The HTTP server with its connection bounds. Node checks the header and request timeouts on a timer
+ * (30 s by default), so the timer runs often enough for a slow client to be cut within half a header
+ * timeout of the bound: within 15 s of its first byte with the default 10 s.
+ */
+export function createLimitedHttpServer(limits: EdgeLimits): Server {
+  const server = createServer({
+    connectionsCheckingInterval: Math.max(50, Math.min(5000, Math.floor(limits.headersTimeoutMs / 2))),
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
   });
-  res.end(JSON.stringify({ errors: [{ message, extensions: { code, retryAfterMs } }] }));
+  server.maxConnections = limits.maxConnections;
+  return server;
 }
 
-/** True when every root field is issueCoupon: that operation has its own bucket, in the reservation script. */
-function onlyIssueCoupon(operation: OperationDefinitionNode): boolean {
-  return (
-    operation.operation === 'mutation' &&
-    operation.selectionSet.selections.every(
-      (s) => s.kind === Kind.FIELD && (s.name.value === 'issueCoupon' || s.name.value === '__typename'),
-    )
-  );
-}
+/**
+ * Open WebSocket connections per user and, for anonymous ones, per client IP, in this process.
+ * `admit` returns the release function to call when the connection closes, or null when over the bound.
+ */
+export class WebSocketConnections {
+  private readonly perUser = new Map<string, number>();
+  private readonly anonPerIp = new Map<string, number>();
 
-export class EdgeLimits {
-  constructor(
-    private readonly limiter: RedisRateLimiter,
-    private readonly keys: RedisKeys,
-    private readonly config: EdgeLimitsConfig,
-    private readonly onRefused: (kind: LimitKind) => void = () => undefined,
-  ) {}
+  constructor(private readonly limits: EdgeLimits) {}
 
-  clientIp(req: Pick<IncomingMessage, 'headers' | 'socket'>): string {
-    return clientIp(req, this.config.trustProxy);
-  }
-
-  /** Whether this path is rate-limited at all (probes and metrics never are). */
-  appliesTo(path: string): boolean {
-    return !UNLIMITED_PATHS.has(path);
-  }
-
-  /** An anonymous request or WebSocket upgrade from `ip`: 0 when it may go on, else ms to wait. */
-  async anonymous(ip: string): Promise<number> {
-    const rate = this.config.anonPerSecond;
-    if (rate <= 0) return 0;
-    const wait = await this.limiter.take(this.keys.anonBucket(ip), rate, oneSecondsWorth(rate));
-    if (wait > 0) this.onRefused('anonymous');
-    return wait;
-  }
-
-  /**
-   * One operation of a signed-in caller (over HTTP, or a WebSocket subscribe): throws RATE_LIMITED when the
-   * user's bucket is empty. Admins and merchants (back-end service accounts) are exempt, and so is an operation
-   * made only of issueCoupon, which has a bucket of its own.
-   */
-  async operation(caller: Caller | null, operation: OperationDefinitionNode, transport: 'http' | 'ws'): Promise<void> {
-    if (onlyIssueCoupon(operation)) return;
-    const wait = await this.takeUserToken(caller);
-    if (wait > 0) {
-      this.onRefused('user');
-      throw rateLimitedError(wait, transport);
-    }
-  }
-
-  /**
-   * A signed-in caller's document that never became an operation (it did not parse or validate) still costs
-   * the server its parse: it takes a token too, so a stream of broken documents is bounded like the rest.
-   */
-  async invalidDocument(caller: Caller | null): Promise<void> {
-    if ((await this.takeUserToken(caller)) > 0) this.onRefused('user');
-  }
-
-  private async takeUserToken(caller: Caller | null): Promise<number> {
-    const rate = this.config.userPerSecond;
-    if (!caller || rate <= 0 || caller.isAdmin || caller.isMerchant) return 0;
-    return this.limiter.take(this.keys.userBucket(caller.userId), rate, oneSecondsWorth(rate));
-  }
-
-  /**
-   * Checks each operation, and gives a response whose root fields produced no data because of a rate limit
-   * (issueCoupon refused by its bucket) the status 429 with Retry-After; any data at all keeps it 200.
-   */
-  plugin(): ApolloServerPlugin<GraphQLContext> {
-    return {
-      requestDidStart: async () => ({
-        didResolveOperation: async ({ operation, contextValue }) => {
-          if (operation) await this.operation(contextValue.caller, operation, 'http');
-        },
-        didEncounterErrors: async ({ operation, contextValue, errors }) => {
-          if (!operation) await this.invalidDocument(contextValue.caller);
-          // issueCoupon's refusals come from its bucket in the reservation script: counted here, as they leave.
-          for (const error of errors) if (unwrapResolverError(error) instanceof RateLimitedError) this.onRefused('issue');
-        },
-        willSendResponse: async ({ response }) => {
-          if (response.body.kind !== 'single') return;
-          const { data, errors } = response.body.singleResult;
-          if (!errors || (data && Object.values(data).some((v) => v !== null))) return;
-          const waits = errors
-            .filter((e) => e.extensions?.code === 'RATE_LIMITED')
-            .map((e) => e.extensions?.retryAfterMs)
-            .filter((ms): ms is number => typeof ms === 'number');
-          if (waits.length === 0) return;
-          response.http.status = 429;
-          response.http.headers.set('retry-after', retryAfterSeconds(Math.max(...waits)));
-        },
-      }),
+  admit(caller: Caller | null, ip: string): (() => void) | null {
+    const [counts, key, max] = caller
+      ? [this.perUser, caller.userId, this.limits.wsMaxConnectionsPerUser]
+      : [this.anonPerIp, ip, this.limits.wsMaxAnonConnectionsPerIp];
+    const open = counts.get(key) ?? 0;
+    if (open >= max) return null;
+    counts.set(key, open + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (counts.get(key) ?? 1) - 1;
+      if (left > 0) counts.set(key, left);
+      else counts.delete(key);
     };
   }
+}
+
+/**
+ * Reads a subscription's results as they come and holds at most `max` of them for a socket that is slow
+ * to take them. graphql-ws sends one result at a time and waits for the socket; without this bound the
+ * results of a client that never reads would pile up in memory. Past the bound `onOverflow` runs once
+ * (the caller closes the connection with 4503) and the source is stopped: a final state is never dropped
+ * silently, the client re-subscribes by requestId and gets it replayed.
+ */
+export function boundedBacklog<T>(source: AsyncIterable<T>, max: number, onOverflow: () => void): AsyncIterableIterator<T, void, undefined> {
+  const iterator = source[Symbol.asyncIterator]();
+  const queue: IteratorResult<T, void>[] = [];
+  const waiting: { resolve: (result: IteratorResult<T, void>) => void; reject: (error: unknown) => void }[] = [];
+  let failure: { error: unknown } | null = null;
+  let stopped = false;
+
+  const deliver = (result: IteratorResult<T, void>) => {
+    const reader = waiting.shift();
+    if (reader) reader.resolve(result);
+    else queue.push(result);
+  };
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    queue.length = 0;
+    deliver({ value: undefined, done: true });
+    await iterator.return?.();
+  };
+
+  void (async () => {
+    try {
+      for (;;) {
+        const result = await iterator.next();
+        if (stopped) return;
+        if (result.done) {
+          stopped = true; // finished: later reads answer done at once
+          deliver({ value: undefined, done: true });
+          return;
+        }
+        deliver(result);
+        if (queue.length > max) {
+          onOverflow();
+          await stop();
+          return;
+        }
+      }
+    } catch (error) {
+      if (stopped) return;
+      failure = { error };
+      for (const reader of waiting.splice(0)) reader.reject(error);
+    }
+  })();
+
+  const generator: AsyncIterableIterator<T, void, undefined> = {
+    next: () => {
+      const ready = queue.shift();
+      if (ready) return Promise.resolve(ready);
+      if (failure) return Promise.reject(failure.error);
+      if (stopped) return Promise.resolve({ value: undefined, done: true });
+      return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+    },
+    return: async () => {
+      await stop();
+      return { value: undefined, done: true };
+    },
+    throw: async (error: unknown) => {
+      await stop();
+      throw error;
+    },
+    [Symbol.asyncIterator]: () => generator,
+  };
+  return generator;
 }

@@ -18,6 +18,14 @@ export interface NewPromotion {
   endsAt: Date;
 }
 
+// C0 and C1 controls and DEL: invisible in a shop page, and a NUL is refused by PostgreSQL's text type.
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
+
+function freeText(field: string, value: string): string {
+  if (CONTROL_CHARACTER.test(value)) throw new InputError(field, 'must not contain control characters');
+  return value;
+}
+
 function intInRange(field: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new InputError(field, `must be an integer from ${min} to ${max}`);
@@ -29,7 +37,7 @@ export function validateNewPromotion(
   input: { name: string; totalStock: number; perUserLimit?: number | null; startsAt?: Date | null; endsAt: Date },
   now: Date,
 ): NewPromotion {
-  const name = input.name.trim();
+  const name = freeText('input.name', input.name).trim();
   if (name.length < 1 || name.length > LIMITS.nameMaxLength) {
     throw new InputError('input.name', `must be 1 to ${LIMITS.nameMaxLength} characters`);
   }
@@ -62,7 +70,7 @@ export function validateIdempotencyKey(key: string | null | undefined): string |
   if (key.length < 1 || key.length > LIMITS.idempotencyKeyMaxLength) {
     throw new InputError('idempotencyKey', `must be 1 to ${LIMITS.idempotencyKeyMaxLength} characters`);
   }
-  return key;
+  return freeText('idempotencyKey', key);
 }
 
 /**

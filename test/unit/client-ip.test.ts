@@ -1,4 +1,4 @@
-import { clientIp } from '../../src/api/limits';
+import { clientIp } from '../../src/api/rate-limits';
 
 const request = (remoteAddress: string | undefined, xff?: string | string[]) => ({
   socket: { remoteAddress } as never,

@@ -43,4 +43,14 @@ describe('operation complexity: introspection', () => {
 
     expect(check(`{ ${aliased} }`)).toBe('QUERY_TOO_COMPLEX');
   });
+
+  test('When one operation selects issueCoupon more than once, through aliases or fragments, then QUERY_TOO_COMPLEX', () => {
+    const issue = (alias = '') => `${alias}issueCoupon(promotionId: "p") { outcome }`;
+
+    expect(check(`mutation { ${issue()} }`)).toBeNull();
+    expect(check(`mutation { ${issue()} ${issue()} }`)).toBeNull(); // one response key: GraphQL runs it once
+    expect(check(`mutation { ${issue('a: ')} ${issue('b: ')} }`)).toBe('QUERY_TOO_COMPLEX');
+    expect(check(`mutation { ...F ... on Mutation { ${issue('other: ')} } } fragment F on Mutation { ${issue()} }`)).toBe('QUERY_TOO_COMPLEX');
+    expect(check(`mutation { ${issue()} createPromotion(input: {}) { id } }`)).toBeNull();
+  });
 });

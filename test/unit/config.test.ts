@@ -80,6 +80,11 @@ describe('config', () => {
     [{ JWT_JWKS_URL: 'id.example/jwks' }, 'JWT_JWKS_URL'],
     [{ JWT_ROLES_CLAIM: '' }, 'JWT_ROLES_CLAIM'],
     [{ JWT_ISSUER: '' }, 'JWT_ISSUER'],
+    [{ MAX_BODY_BYTES: '10' }, 'MAX_BODY_BYTES'],
+    [{ MAX_QUERY_TOKENS: 'many' }, 'MAX_QUERY_TOKENS'],
+    [{ WS_MAX_SUBSCRIPTIONS: '0' }, 'WS_MAX_SUBSCRIPTIONS'],
+    [{ HTTP_HEADERS_TIMEOUT_MS: '40000' }, 'HTTP_HEADERS_TIMEOUT_MS'],
+    [{ INTROSPECTION: 'no' }, 'INTROSPECTION'],
   ])('When %j, then start-up stops with one line naming %s', (env, variable) => {
     let error: unknown;
     try {
@@ -91,6 +96,23 @@ describe('config', () => {
     const message = (error as Error).message;
     expect(message.split('\n')).toHaveLength(1);
     expect(message).toContain(variable);
+  });
+
+  test('When nothing is set, then the limits are those of the contract', () => {
+    expect(loadConfig({}).limits).toEqual({
+      maxBodyBytes: 64 * 1024,
+      maxQueryTokens: 2000,
+      maxConnections: 50_000,
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 30_000,
+      wsMaxSubscriptions: 20,
+      wsMaxConnectionsPerUser: 10,
+      wsMaxAnonConnectionsPerIp: 1000,
+      wsMaxBacklog: 100,
+      wsPingIntervalMs: 30_000,
+      introspection: true,
+      playground: true,
+    });
   });
 
   test('When NODE_ENV=production has a secret, then it starts, without development error details', () => {

@@ -48,6 +48,9 @@ describe('promotion rules', () => {
     expect(fieldOf(() => validateStockAmount(1_000_001))).toBe('amount');
     expect(fieldOf(() => validateListSize(101))).toBe('first');
     expect(fieldOf(() => validateIdempotencyKey(''))).toBe('idempotencyKey');
+    expect(fieldOf(() => validateIdempotencyKey('key\u0000'))).toBe('idempotencyKey');
+    expect(fieldOf(() => validateNewPromotion({ name: 'Sale\u0007', totalStock: 1, endsAt: new Date(Date.now() + 1000) }, new Date()))).toBe('input.name');
+    expect(fieldOf(() => validateNewPromotion({ name: 'Sale\u0085', totalStock: 1, endsAt: new Date(Date.now() + 1000) }, new Date()))).toBe('input.name');
     expect(fieldOf(() => validateIdempotencyKey('k'.repeat(65)))).toBe('idempotencyKey');
   });
 
