@@ -17,7 +17,9 @@ let promotionId: string;
 
 beforeAll(async () => {
   env = await createTestEnvironment('input_properties');
-  app = await startTestApp(env, { ROLE: 'api' }); // no consumer: nothing here needs coupons stored
+  // No consumer: nothing here needs coupons stored. The rate limits have tests of their own (rate-limits.e2e):
+  // here the properties run hundreds of operations a second from one user and one address.
+  app = await startTestApp(env, { ROLE: 'api', RATE_LIMIT_USER_PER_SECOND: '0', RATE_LIMIT_ANON_PER_SECOND: '0' });
   admin = await tokenFor('admin', { admin: true });
   const created = await httpGraphQL(app.url, CREATE, { input: { name: 'props', totalStock: 1_000_000, perUserLimit: 100, endsAt: '2099-01-01T00:00:00Z' } }, admin);
   promotionId = (created.body.data as { createPromotion: { id: string } }).createPromotion.id;

@@ -44,7 +44,17 @@ beforeAll(async () => {
   consoleErrors = jest.spyOn(console, 'error').mockImplementation(() => undefined);
   env = await createTestEnvironment('ws_limits');
   const logger = pino({ level: 'info' }, new Writable({ write: (chunk: Buffer, _enc, done) => (logLines.push(chunk.toString()), done()) }));
-  app = await startApp(env.config({ WS_MAX_ANON_CONNECTIONS_PER_IP: String(ANON_PER_IP), WS_PING_INTERVAL_MS: String(PING_MS) }), logger);
+  // The rate limits have tests of their own (rate-limits.e2e): here one user opens more subscriptions, and more
+  // anonymous sockets come from one address, than a second's worth, to reach the bounds under test.
+  app = await startApp(
+    env.config({
+      WS_MAX_ANON_CONNECTIONS_PER_IP: String(ANON_PER_IP),
+      WS_PING_INTERVAL_MS: String(PING_MS),
+      RATE_LIMIT_USER_PER_SECOND: '0',
+      RATE_LIMIT_ANON_PER_SECOND: '0',
+    }),
+    logger,
+  );
   alice = await tokenFor('alice');
   const admin = await tokenFor('admin', { admin: true });
   const created = await httpGraphQL(app.url, CreatePromotionDocument, { input: { name: 'ws', totalStock: 10, endsAt: new Date(Date.now() + 3600_000).toISOString() } }, admin);
