@@ -17,7 +17,7 @@ import { signToken } from '../src/api/auth';
 import { ATTACK_KINDS, attackBody } from './attacker';
 import { freePort, startService, stopChild } from './children';
 import { runLoad, type LoadResult, type LoadSpec } from './load';
-import { ISSUE_COUPON, benchDatabaseName, createPromotion, truncateBenchTables } from './service';
+import { ISSUE_COUPON, benchDatabaseName, createPromotion, deleteKeysWithPrefix, truncateBenchTables } from './service';
 
 const ROOT = join(__dirname, '..');
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -80,12 +80,7 @@ async function answerTime(url: string, kind: keyof typeof ATTACK_KINDS): Promise
 async function deleteKeys(prefix: string): Promise<void> {
   const redis = new Redis(REDIS_URL);
   try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      if (keys.length) await redis.unlink(...keys);
-      cursor = next;
-    } while (cursor !== '0');
+    await deleteKeysWithPrefix(redis, prefix);
   } finally {
     redis.disconnect();
   }

@@ -17,7 +17,7 @@ import { Redis } from 'ioredis';
 import { signToken } from '../src/api/auth';
 import { freePort, startService, stopChild, type Child } from './children';
 import { runLoad, type LoadResult, type LoadSpec } from './load';
-import { ISSUE_COUPON, createPromotion, truncateBenchTables } from './service';
+import { ISSUE_COUPON, createPromotion, deleteKeysWithPrefix, truncateBenchTables } from './service';
 
 const ROOT = join(__dirname, '..');
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -133,12 +133,7 @@ async function main(): Promise<void> {
     log('written to bench/results/limits-latest.md');
   } finally {
     await Promise.all(children.map((c) => stopChild(c)));
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      if (keys.length) await redis.unlink(...keys);
-      cursor = next;
-    } while (cursor !== '0');
+    await deleteKeysWithPrefix(redis, prefix);
     await truncateBenchTables(DATABASE_URL).catch((error: unknown) => log(`could not empty the bench database: ${String(error)}`));
     await redis.quit();
   }

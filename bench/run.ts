@@ -19,7 +19,7 @@ import { cpuBetween, snapshotCpu } from './cpu';
 import { runLoad, type LoadResult, type LoadSpec } from './load';
 import { USAGE, parseOptions, type BenchOptions } from './options';
 import { invariantHolds, renderReport, type PhaseReport } from './report';
-import { ISSUE_COUPON, benchDatabaseName, couponRows, createPromotion, reservations, truncateBenchTables } from './service';
+import { ISSUE_COUPON, benchDatabaseName, couponRows, createPromotion, deleteKeysWithPrefix, reservations, truncateBenchTables } from './service';
 import { drainAndVerify } from './verify';
 
 const ROOT = join(__dirname, '..');
@@ -57,18 +57,6 @@ class Cleanup {
       }
     })());
   }
-}
-
-/** Deletes every key of this run (SCAN, not KEYS, so that Redis keeps serving others meanwhile). */
-async function deleteKeys(redis: Redis, prefix: string): Promise<number> {
-  let cursor = '0';
-  let deleted = 0;
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    if (keys.length) deleted += await redis.unlink(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-  return deleted;
 }
 
 /** The service as it runs in production (the build); from the sources only when asked to or when the build fails. */
@@ -123,7 +111,7 @@ async function bench(options: BenchOptions, cleanup: Cleanup): Promise<number> {
   const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 3 });
   await redis.connect();
   cleanup.add('closing the Redis client', () => redis.quit());
-  cleanup.add(`deleting Redis keys ${prefix}*`, async () => log(`deleted ${fmtInt(await deleteKeys(redis, prefix))} Redis keys ${prefix}*`));
+  cleanup.add(`deleting Redis keys ${prefix}*`, async () => log(`deleted ${fmtInt(await deleteKeysWithPrefix(redis, prefix))} Redis keys ${prefix}*`));
 
   await truncateBenchTables(DATABASE_URL);
   cleanup.add(`emptying database ${dbName}`, () => truncateBenchTables(DATABASE_URL));

@@ -100,3 +100,15 @@ export async function truncateBenchTables(databaseUrl: string): Promise<void> {
     await db.end();
   }
 }
+
+/** Deletes every key of a run (SCAN, not KEYS, so that Redis keeps serving others meanwhile). */
+export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<number> {
+  let cursor = '0';
+  let deleted = 0;
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    if (keys.length) deleted += await redis.unlink(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+  return deleted;
+}

@@ -24,6 +24,7 @@ import { CONSUMER_GROUP, RedisKeys } from '../src/redis/keys';
 import { RedisReservationStore } from '../src/redis/reservation-store';
 import type { ScriptedRedis } from '../src/redis/scripts';
 import { freePort } from './children';
+import { deleteKeysWithPrefix } from './service';
 
 const ROOT = join(__dirname, '..');
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -193,12 +194,7 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const child of ctx.children) child.kill('SIGKILL');
-    let cursor = '0';
-    do {
-      const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      if (found.length) await redis.unlink(...found);
-      cursor = next;
-    } while (cursor !== '0');
+    await deleteKeysWithPrefix(redis, prefix);
     redis.disconnect();
     await db.$disconnect();
   }

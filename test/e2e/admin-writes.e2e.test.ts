@@ -10,7 +10,7 @@ import { AddPromotionStockDocument, CreatePromotionDocument, EndPromotionDocumen
 import { startTestApp } from '../helpers/app';
 import { httpGraphQL, tokenFor } from '../helpers/clients';
 import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
-import { InterceptingProxy } from '../helpers/intercepting-proxy';
+import { TcpProxy } from '../helpers/tcp-proxy';
 
 /**
  * Admin writes touch PostgreSQL and Redis. A real failure is injected between the two writes of one call
@@ -21,8 +21,8 @@ import { InterceptingProxy } from '../helpers/intercepting-proxy';
 
 let env: TestEnvironment;
 let app: RunningApp;
-let redisProxy: InterceptingProxy;
-let pgProxy: InterceptingProxy;
+let redisProxy: TcpProxy;
+let pgProxy: TcpProxy;
 let pg: Client;
 let redis: Redis;
 let keys: RedisKeys;
@@ -71,8 +71,8 @@ beforeAll(async () => {
   env = await createTestEnvironment('admin_writes');
   const redisUrl = new URL(env.redisUrl);
   const pgUrl = new URL(env.databaseUrl);
-  redisProxy = new InterceptingProxy(redisUrl.hostname, Number(redisUrl.port || 6379));
-  pgProxy = new InterceptingProxy(pgUrl.hostname, Number(pgUrl.port || 5432));
+  redisProxy = new TcpProxy(redisUrl.hostname, Number(redisUrl.port || 6379));
+  pgProxy = new TcpProxy(pgUrl.hostname, Number(pgUrl.port || 5432));
   await Promise.all([redisProxy.start(), pgProxy.start()]);
   const viaProxy = new URL(env.databaseUrl);
   viaProxy.port = String(pgProxy.port);

@@ -1,8 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { CouponIssuedDocument, CreatePromotionDocument, IssueCouponDocument } from '../generated/graphql';
 import { httpGraphQL, record, tokenFor, wsClient } from '../helpers/clients';
-import { createTestEnvironment, eventually, TEST_JWT_SECRET, type TestEnvironment } from '../helpers/environment';
+import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
+import { serviceEnv, spawnService } from '../helpers/service-process';
 import { createDb } from '../../src/db/client';
 import { connectRedis, createRedis } from '../../src/redis/client';
 import { RedisKeys } from '../../src/redis/keys';
@@ -22,34 +22,10 @@ afterAll(async () => {
   await env.cleanup();
 });
 
-function startService(): Promise<{ url: string; exit: Promise<{ code: number | null; signal: string | null }> }> {
-  child = spawn(process.execPath, ['-r', '@swc-node/register', join(__dirname, '..', '..', 'src', 'main.ts')], {
-    env: {
-      ...process.env,
-      DATABASE_URL: env.databaseUrl,
-      REDIS_URL: env.redisUrl,
-      REDIS_KEY_PREFIX: env.prefix,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      JWT_SECRET: TEST_JWT_SECRET,
-      LOG_LEVEL: 'info',
-      NODE_ENV: 'production',
-      CONSUMER_BLOCK_MS: '100',
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const proc = child;
-  const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
-  const url = new Promise<string>((resolve, reject) => {
-    let out = '';
-    proc.stdout?.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /"url":"(http:\/\/[^"]+)"/.exec(out);
-      if (match) resolve(match[1] as string);
-    });
-    void exit.then(({ code }) => reject(new Error(`service exited with ${code} before it started:\n${out}`)));
-  });
-  return url.then((u) => ({ url: u, exit }));
+async function startService(): Promise<{ url: string; exit: Promise<{ code: number | null; signal: string | null }> }> {
+  const service = spawnService(serviceEnv(env));
+  child = service.child;
+  return { url: await service.started, exit: service.exit };
 }
 
 test('When the service gets SIGTERM mid-sale, then it closes subscriptions, stores what it queued and exits 0 within 10 s', async () => {

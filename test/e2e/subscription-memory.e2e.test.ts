@@ -1,8 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { tokenFor } from '../helpers/clients';
-import { createTestEnvironment, TEST_JWT_SECRET, type TestEnvironment } from '../helpers/environment';
+import { createTestEnvironment, type TestEnvironment } from '../helpers/environment';
 import { endOf, openRaw } from '../helpers/raw-ws';
+import { ROOT, serviceEnv, spawnService } from '../helpers/service-process';
 
 /**
  * A signed-in user who opens many subscriptions, each carrying a megabyte of variables the operation
@@ -25,46 +26,23 @@ afterAll(async () => {
 });
 
 function startService(extraEnv: Record<string, string>): Promise<{ url: string; exited: Promise<string> }> {
-  child = spawn(process.execPath, [`--max-old-space-size=${HEAP_MB}`, '-r', '@swc-node/register', join(__dirname, '..', '..', 'src', 'main.ts')], {
-    env: {
-      ...process.env,
-      DATABASE_URL: env.databaseUrl,
-      REDIS_URL: env.redisUrl,
-      REDIS_KEY_PREFIX: env.prefix,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      JWT_SECRET: TEST_JWT_SECRET,
-      LOG_LEVEL: 'info', // the start line carries the URL
-      ROLE: 'api',
-      MIGRATE: 'false',
-      ...extraEnv,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const service = spawnService(serviceEnv(env, { ROLE: 'api', MIGRATE: 'false', ...extraEnv }), {
+    file: process.execPath,
+    args: [`--max-old-space-size=${HEAP_MB}`, '-r', '@swc-node/register', join(ROOT, 'src', 'main.ts')],
   });
-  const proc = child;
-  let out = '';
-  proc.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  proc.stderr?.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  const exited = new Promise<string>((resolve) => proc.once('exit', (code, signal) => resolve(`exited (${code ?? signal}): ${out.slice(-300)}`)));
-  const url = new Promise<string>((resolve, reject) => {
-    const timer = setInterval(() => {
-      const match = /"url":"(http:\/\/[^"]+)"/.exec(out);
-      if (match) {
-        clearInterval(timer);
-        resolve(match[1] as string);
-      }
-    }, 50);
-    void exited.then((why) => {
-      clearInterval(timer);
-      reject(new Error(`service ${why}`));
-    });
-  });
-  return url.then((u) => ({ url: u, exited }));
+  child = service.child;
+  const exited = service.exit.then(({ code, signal }) => `exited (${code ?? signal}): ${service.output().slice(-300)}`);
+  return service.started.then((url) => ({ url, exited }));
 }
 
 test(`When one socket opens ${SUBSCRIPTIONS} subscriptions each carrying ~1 MB of undeclared variables, then a ${HEAP_MB} MB heap holds and the service still answers`, async () => {
-  // Frames and subscriptions allowed large enough that only the retention of variables is tested here.
-  const { url, exited } = await startService({ MAX_BODY_BYTES: String(2 * 1024 * 1024), WS_MAX_SUBSCRIPTIONS: String(SUBSCRIPTIONS * 2) });
+  // Frames, subscriptions and the per-user rate allowed large enough that only the retention of variables is
+  // tested here: every one of the subscriptions must be live, holding whatever it keeps.
+  const { url, exited } = await startService({
+    MAX_BODY_BYTES: String(2 * 1024 * 1024),
+    WS_MAX_SUBSCRIPTIONS: String(SUBSCRIPTIONS * 2),
+    RATE_LIMIT_USER_PER_SECOND: '0',
+  });
   const socket = await openRaw(url);
   await socket.init(`Bearer ${await tokenFor('mallory')}`);
 
@@ -84,6 +62,8 @@ test(`When one socket opens ${SUBSCRIPTIONS} subscriptions each carrying ~1 MB o
   const health = await fetch(`${url}/healthz`);
 
   expect(health.status).toBe(200);
+  // Every subscription was accepted and is still open: none ended, none was refused.
+  expect(socket.messages.filter((m) => m.id?.startsWith('s') && m.type !== 'next')).toEqual([]);
   expect(socket.ws.readyState).toBe(socket.ws.OPEN);
   socket.ws.close();
 });

@@ -1,13 +1,17 @@
-import { createServer, connect, type Server, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 
 /**
  * A loopback TCP proxy in front of a real server, to cut the network for real: cut() drops every open
  * connection and refuses new ones (the port is closed); restore() listens again on the same port.
+ * It can also act at one precise moment of a conversation (interceptOnce): when a chunk the client sends
+ * matches, it runs the test's action before (or instead of) forwarding it. With it a test injects a real
+ * failure between two writes of one request: e.g. cut PostgreSQL just before Redis receives a script, or cut
+ * Redis so that a script never reaches it.
  */
 export class TcpProxy {
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
+  private interceptor: { match: (chunk: string) => boolean; action: () => Promise<'forward' | 'drop'>; fired: () => void } | null = null;
   port = 0;
 
   constructor(
@@ -20,6 +24,16 @@ export class TcpProxy {
     return this.port;
   }
 
+  /**
+   * The next client chunk that matches runs `action`; the chunk is then forwarded, or dropped (and the
+   * connection with it) when the action says so. Resolves once it has fired.
+   */
+  interceptOnce(match: (chunk: string) => boolean, action: () => Promise<'forward' | 'drop'>): Promise<void> {
+    return new Promise((resolve) => {
+      this.interceptor = { match, action, fired: resolve };
+    });
+  }
+
   private listen(port: number): Promise<void> {
     const server = createServer((client) => {
       const upstream = connect(this.targetPort, this.targetHost);
@@ -28,7 +42,24 @@ export class TcpProxy {
         s.on('close', () => this.sockets.delete(s));
         s.on('error', () => s.destroy());
       }
-      client.pipe(upstream).pipe(client);
+      // Chunks go upstream strictly in order, each after any action its predecessor triggered.
+      let queue = Promise.resolve();
+      client.on('data', (chunk: Buffer) => {
+        queue = queue.then(async () => {
+          const interceptor = this.interceptor;
+          if (interceptor && interceptor.match(chunk.toString('latin1'))) {
+            this.interceptor = null;
+            const verdict = await interceptor.action();
+            interceptor.fired();
+            if (verdict === 'drop') {
+              client.destroy();
+              return;
+            }
+          }
+          if (!upstream.destroyed) upstream.write(chunk);
+        });
+      });
+      upstream.pipe(client);
       client.on('close', () => upstream.destroy());
       upstream.on('close', () => client.destroy());
     });
@@ -42,6 +73,7 @@ export class TcpProxy {
     });
   }
 
+  /** Drops every open connection and refuses new ones (the port is closed). */
   async cut(): Promise<void> {
     const server = this.server;
     this.server = null;
@@ -54,6 +86,7 @@ export class TcpProxy {
   }
 
   async stop(): Promise<void> {
+    this.interceptor = null;
     await this.cut();
   }
 }

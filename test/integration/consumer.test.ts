@@ -4,7 +4,7 @@ import type { ConsumerOptions, StreamConsumer } from '../../src/consumer/stream-
 import { createDb, type Db } from '../../src/db/client';
 import { PrismaCouponRepository } from '../../src/db/coupon-repository';
 import { PrismaPromotionRepository } from '../../src/db/promotion-repository';
-import { newPromotionId, newRequestId } from '../../src/domain/identifiers';
+import { newRequestId } from '../../src/domain/identifiers';
 import type { PromotionRecord } from '../../src/domain/types';
 import { connectRedis, createDedicatedRedis, createRedis } from '../../src/redis/client';
 import { CONSUMER_GROUP, RedisKeys } from '../../src/redis/keys';
@@ -12,6 +12,7 @@ import { RedisReservationStore } from '../../src/redis/reservation-store';
 import type { ScriptedRedis } from '../../src/redis/scripts';
 import { auditFor, expectAuditHolds } from '../helpers/audit';
 import { createConsumer } from '../helpers/consumers';
+import { promotionRecord } from '../helpers/fixtures';
 import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
 import { TcpProxy } from '../helpers/tcp-proxy';
 
@@ -53,17 +54,7 @@ async function startConsumer(options: Partial<ConsumerOptions> = {}, couponsDb: 
 }
 
 async function newPromotion(totalStock: number, perUserLimit = 1, inPostgres = true): Promise<PromotionRecord> {
-  const now = Date.now();
-  const p: PromotionRecord = {
-    id: newPromotionId(),
-    name: 'consumer test',
-    totalStock,
-    perUserLimit,
-    startsAt: new Date(now - HOUR),
-    endsAt: new Date(now + HOUR),
-    endedAt: null,
-    createdAt: new Date(now),
-  };
+  const p = promotionRecord({ name: 'consumer test', totalStock, perUserLimit });
   if (inPostgres) await new PrismaPromotionRepository(db).create(p);
   await store.setupPromotion(p, 0);
   return p;

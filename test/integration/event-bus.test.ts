@@ -2,15 +2,15 @@ import { createDb, type Db } from '../../src/db/client';
 import { PrismaCouponRepository } from '../../src/db/coupon-repository';
 import { PrismaFailureRepository } from '../../src/db/failure-repository';
 import { PrismaPromotionRepository } from '../../src/db/promotion-repository';
-import { newPromotionId } from '../../src/domain/identifiers';
 import { IssuanceService } from '../../src/domain/issuance-service';
-import type { Issuance, PromotionRecord } from '../../src/domain/types';
+import type { Issuance } from '../../src/domain/types';
 import { connectRedis, createDedicatedRedis, createRedis } from '../../src/redis/client';
 import { RedisIssuanceEvents } from '../../src/redis/event-bus';
 import { RedisKeys } from '../../src/redis/keys';
 import { RedisReservationStore } from '../../src/redis/reservation-store';
 import type { ScriptedRedis } from '../../src/redis/scripts';
 import { createConsumer } from '../helpers/consumers';
+import { promotionRecord } from '../helpers/fixtures';
 import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
 import { TcpProxy } from '../helpers/tcp-proxy';
 
@@ -47,8 +47,7 @@ test('When the subscriber connection is down while a request is confirmed, then 
   const reservations = new RedisReservationStore(redis, keys);
   const coupons = new PrismaCouponRepository(db);
   const service = new IssuanceService(reservations, coupons, new PrismaFailureRepository(db), new RedisIssuanceEvents(subscriber, keys));
-  const now = Date.now();
-  const promotion: PromotionRecord = { id: newPromotionId(), name: 'gap', totalStock: 3, perUserLimit: 1, startsAt: new Date(now - 1000), endsAt: new Date(now + 3600_000), endedAt: null, createdAt: new Date(now) };
+  const promotion = promotionRecord({ name: 'gap', totalStock: 3 });
   await new PrismaPromotionRepository(db).create(promotion);
   await reservations.setupPromotion(promotion, 0);
   const alice = { userId: 'alice', isAdmin: false, isMerchant: false };

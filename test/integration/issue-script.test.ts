@@ -5,6 +5,7 @@ import { RedisKeys } from '../../src/redis/keys';
 import { RedisReservationStore } from '../../src/redis/reservation-store';
 import type { ScriptedRedis } from '../../src/redis/scripts';
 import { deleteKeys, TEST_REDIS_URL } from '../helpers/environment';
+import { promotionRecord } from '../helpers/fixtures';
 
 /** The reservation script against the real Redis: every outcome, and exact counts under concurrency. */
 
@@ -14,20 +15,7 @@ const HOUR = 3600_000;
 let redis: ScriptedRedis;
 let store: RedisReservationStore;
 
-function promotion(overrides: Partial<PromotionRecord> = {}): PromotionRecord {
-  const now = Date.now();
-  return {
-    id: newPromotionId(),
-    name: 'test',
-    totalStock: 10,
-    perUserLimit: 1,
-    startsAt: new Date(now - HOUR),
-    endsAt: new Date(now + HOUR),
-    endedAt: null,
-    createdAt: new Date(now),
-    ...overrides,
-  };
-}
+const promotion = (overrides: Partial<PromotionRecord> = {}) => promotionRecord({ name: 'test', ...overrides });
 
 async function created(overrides: Partial<PromotionRecord> = {}): Promise<PromotionRecord> {
   const p = promotion(overrides);

@@ -7,7 +7,7 @@ import { PrismaCouponRepository } from '../../src/db/coupon-repository';
 import { PrismaFailureRepository } from '../../src/db/failure-repository';
 import { PrismaPromotionRepository } from '../../src/db/promotion-repository';
 import { AuditService } from '../../src/domain/audit-service';
-import { newCouponCode, newCouponId, newPromotionId, newRequestId } from '../../src/domain/identifiers';
+import { newCouponCode, newCouponId, newRequestId } from '../../src/domain/identifiers';
 import type { PromotionRecord, QueuedRequest } from '../../src/domain/types';
 import { connectRedis, createRedis } from '../../src/redis/client';
 import { CONSUMER_GROUP, RedisKeys } from '../../src/redis/keys';
@@ -15,6 +15,7 @@ import { RedisReservationStore } from '../../src/redis/reservation-store';
 import type { ScriptedRedis } from '../../src/redis/scripts';
 import { expectAuditHolds } from '../helpers/audit';
 import { createConsumer } from '../helpers/consumers';
+import { promotionRecord } from '../helpers/fixtures';
 import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
 
 /**
@@ -22,7 +23,6 @@ import { createTestEnvironment, eventually, type TestEnvironment } from '../help
  * a stop that must not wait for a long blocking read. Every test ends with the audit holding.
  */
 
-const HOUR = 3600_000;
 let env: TestEnvironment;
 let db: Db;
 let redis: ScriptedRedis;
@@ -58,17 +58,7 @@ afterAll(async () => {
 });
 
 async function newPromotion(totalStock: number): Promise<PromotionRecord> {
-  const now = Date.now();
-  const p: PromotionRecord = {
-    id: newPromotionId(),
-    name: 'recovery test',
-    totalStock,
-    perUserLimit: 1,
-    startsAt: new Date(now - HOUR),
-    endsAt: new Date(now + HOUR),
-    endedAt: null,
-    createdAt: new Date(now),
-  };
+  const p = promotionRecord({ name: 'recovery test', totalStock });
   await new PrismaPromotionRepository(db).create(p);
   await store.setupPromotion(p, 0);
   return p;
