@@ -212,7 +212,9 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
       await consumer?.stop();
       logger.debug('consumer stopped');
       await stateGuard.settle();
-      await Promise.all(redisClients.map((c) => c.quit().catch(() => c.disconnect())));
+      // The consumer's reader is already closed by its stop (that is how a blocking read is cut short).
+      const open = redisClients.filter((c) => c.status !== 'end');
+      await Promise.all(open.map((c) => c.quit().catch(() => c.disconnect())));
       await db.$disconnect();
       logger.info('coupon issuance service stopped');
     })());
