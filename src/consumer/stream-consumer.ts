@@ -118,9 +118,13 @@ export class StreamConsumer {
   }
 
   private async acquireName(): Promise<void> {
+    let said = false;
     while (this.running) {
       try {
         if (await this.identity.acquire()) return;
+        // Said once: two live processes configured with one CONSUMER_NAME, or every slot of this host taken.
+        if (!said) this.observer.error(new Error(`no consumer name free (${this.options.consumerName ?? 'every <host>-<n>'} is held by a live process): waiting`));
+        said = true;
       } catch (error) {
         this.observer.error(error);
       }

@@ -259,3 +259,28 @@ test('When Redis and PostgreSQL disagree, then the audit says so', async () => {
   await redis.decrby(keys.promotion(p.id).stock, 2);
   expect(await audit.check(p.id)).toMatchObject({ holds: false, usersOverLimit: 1, persisted: 2 });
 });
+
+test('When two consumers are given one name, then the second waits (and says so) until the first lets it go', async () => {
+  const p = await newPromotion(10);
+  const errors: string[] = [];
+  const first = await createConsumer({ redisUrl: env.redisUrl, redis, keys, db, options: { consumerName: 'twin' } });
+  first.start();
+  await eventually(async () => ((await redis.exists(keys.consumerHeartbeat('twin'))) === 1 ? true : undefined), 5000, 'the first holds the name');
+  const second = await createConsumer({
+    redisUrl: env.redisUrl,
+    redis,
+    keys,
+    db,
+    options: { consumerName: 'twin' },
+    observer: { error: (e: unknown) => errors.push(String(e)) },
+  });
+  second.start();
+  await eventually(async () => (errors.some((e) => e.includes('no consumer name free')) ? true : undefined), 5000, 'the second says it waits');
+  await first.stop();
+
+  const ids = [await reserve(p, 'after-the-handover')];
+  await allIssued(p, ids, Date.now());
+  expect(second.name).toBe('twin');
+  await second.stop();
+  await auditHolds(p);
+});
