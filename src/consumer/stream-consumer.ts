@@ -47,11 +47,12 @@ const CLAIM_PAGES = 100;
  *
  * Recovery: each consumer holds a lease on its name, renewed every heartbeat. Every heartbeat it also looks at
  * the group: entries of a consumer whose lease is gone (killed, frozen, cut off) are taken over at once, so a
- * takeover takes deadAfterMs plus one heartbeat; its own leftovers (an earlier incarnation's, or a turn that
- * threw) are taken back; dead names with nothing pending are removed. A takeover counts as a delivery. An
- * entry delivered maxDeliveries times is tried alone; if it comes back even from that, it is dead-lettered:
- * FAILED, kept in PostgreSQL, stock given back. Waiting out a database outage counts nothing: the entries stay with their
- * live holder. Storing is idempotent (unique requestId), so an entry handled twice is still one coupon.
+ * takeover takes deadAfterMs plus one heartbeat; its own leftovers are taken back (counted as a delivery only
+ * when an earlier incarnation left them); dead names with nothing pending are removed. A takeover counts as a
+ * delivery. An entry delivered maxDeliveries times is tried alone; if it comes back even from that, it is
+ * dead-lettered: FAILED, kept in PostgreSQL, stock given back. Waiting out a database outage counts nothing:
+ * the entries stay with their live holder. Storing is idempotent (unique requestId), so an entry handled twice
+ * is still one coupon, and PostgreSQL decides between stored and failed under a lock (db/outcome-lock.ts).
  */
 export class StreamConsumer {
   private running = false;
@@ -59,6 +60,8 @@ export class StreamConsumer {
   private heartbeat: NodeJS.Timeout | null = null;
   private stopping = new AbortController();
   private nextRecoveryAt = 0;
+  /** Until the first recovery pass is done, this name's pending entries are a dead process's: they count. */
+  private fromEarlierIncarnation = true;
   private readonly identity: ConsumerIdentity;
 
   constructor(
@@ -80,6 +83,7 @@ export class StreamConsumer {
     if (this.running) return;
     this.running = true;
     this.stopping = new AbortController();
+    this.fromEarlierIncarnation = true;
     this.queue.resumeRead();
     this.loop = this.run();
   }
@@ -156,6 +160,7 @@ export class StreamConsumer {
         await this.queue.retire(id, RETIRE_GRACE_MS);
       }
       this.nextRecoveryAt = Date.now() + this.options.heartbeatMs;
+      this.fromEarlierIncarnation = false;
     }
     if (!this.running) return handled;
     const blockMs = Math.min(this.options.blockMs, this.options.heartbeatMs);
@@ -177,7 +182,13 @@ export class StreamConsumer {
         if (!own && c.idleMs > this.options.deadAfterMs) await this.queue.deleteConsumer(promotionId, c.name);
         continue;
       }
-      // Between turns this consumer holds nothing in hand: whatever it still has pending was left over.
+      if (own && !this.fromEarlierIncarnation) {
+        // Between turns this consumer holds nothing in hand: what it still has pending was left by a turn that
+        // failed. No process died, so reading it again counts no delivery.
+        handled += await this.handle(promotionId, await this.queue.ownPending(promotionId, this.name, this.options.batchSize));
+        continue;
+      }
+      // A dead holder's entries, or this name's from a process that died before this one took the name over.
       const minIdle = own ? 0 : TAKEOVER_MIN_IDLE_MS;
       for (let page = 0; page < CLAIM_PAGES && this.running; page++) {
         const entries = await this.queue.claim(promotionId, c.name, this.name, minIdle, this.options.batchSize);
@@ -202,40 +213,45 @@ export class StreamConsumer {
       else if (deliveries >= this.options.maxDeliveries) alone.push(request);
       else batch.push(request);
     }
-    // A redelivered request may have been dead-lettered already, its failure not yet told to Redis: finish it.
-    const redelivered = entries.filter((e) => e.deliveries > 1 && e.request).map((e) => (e.request as QueuedRequest).requestId);
-    const failedBefore = redelivered.length ? await this.failures.reasonsOf(redelivered) : new Map<string, string>();
-    for (const { request } of entries) {
-      const reason = request && failedBefore.get(request.requestId);
-      if (request && reason) await this.finishFailure(request, reason);
-    }
-    const open = (r: QueuedRequest) => !failedBefore.has(r.requestId);
-
-    let done = await this.store(promotionId, batch.filter(open), entries);
+    let done = await this.store(promotionId, batch, entries);
     // Tried alone, so a neighbour that keeps crashing the process cannot take a whole batch down with it.
     // Each try counts a delivery first: only the entry being tried when the process dies comes back over
     // the cap; the ones not yet reached come back as they were, and are tried alone again.
-    for (const request of alone.filter(open)) {
+    for (const request of alone) {
       if (!this.running) break;
       await this.queue.countDelivery(promotionId, this.name, request.entryId);
       done += await this.store(promotionId, [request], entries);
     }
-    for (const { request, deliveries } of overCap.filter((o) => open(o.request))) {
-      // Stored by an earlier delivery that crashed before confirming: confirm, never fail, a stored coupon.
-      const coupon = await this.coupons.findByRequestId(request.requestId);
-      if (coupon) await this.confirm(promotionId, [request], [coupon]);
-      else await this.fail(request, `delivered ${deliveries} times without being stored: the consumer crashed or hung each time`, deliveries);
-      done++;
+    for (const { request, deliveries } of overCap) {
+      if (!this.running) break;
+      const reason = `delivered ${deliveries} times without being stored: the consumer crashed or hung each time`;
+      if (await this.fail(request, reason, deliveries, entries)) done++;
     }
     return done;
   }
 
-  /** Stores and confirms; the entries stay pending when stopping while the database is away. */
+  /**
+   * Stores and confirms. A request that gets no coupon was dead-lettered (here, or by another consumer that
+   * took it over while this one was frozen): Redis is told so, which is harmless when repeated. Returns how
+   * many were settled; 0 when stopping while the database is away (the entries stay pending).
+   */
   private async store(promotionId: string, requests: QueuedRequest[], entries: QueueEntry[]): Promise<number> {
     if (requests.length === 0) return 0;
     const stored = await this.persist(promotionId, requests, entries);
     if (stored === null) return 0;
     await this.confirm(promotionId, requests, stored);
+    const have = new Set(stored.map((c) => c.requestId));
+    const missing = requests.filter((r) => !have.has(r.requestId));
+    if (missing.length > 0) {
+      const reasons = await this.withRetry(promotionId, missing, () => this.failures.reasonsOf(missing.map((r) => r.requestId)));
+      if (reasons === null) return 0;
+      if (reasons !== 'permanent') {
+        for (const request of missing) {
+          const reason = reasons.get(request.requestId);
+          if (reason) await this.finishFailure(request, reason);
+        }
+      }
+    }
     return requests.length;
   }
 
@@ -244,7 +260,6 @@ export class StreamConsumer {
     const stored = await this.withRetry(promotionId, requests, () => this.coupons.persistBatch(requests));
     if (stored !== 'permanent') return stored;
     // PostgreSQL refused the batch: store the requests one by one so one bad request cannot block the rest.
-    const deliveriesOf = new Map(entries.map((e) => [e.entryId, e.deliveries]));
     const coupons: Coupon[] = [];
     for (const request of requests) {
       let outcome: Coupon[] | null | 'permanent' = 'permanent';
@@ -253,8 +268,8 @@ export class StreamConsumer {
         outcome = await this.withRetry(promotionId, [request], () => this.coupons.persistBatch([request]), (e) => (lastError = e));
       }
       if (outcome === null) return null;
-      if (outcome === 'permanent') await this.fail(request, describeDbError(lastError), deliveriesOf.get(request.entryId) ?? 1);
-      else coupons.push(...outcome);
+      if (outcome !== 'permanent') coupons.push(...outcome);
+      else if (!(await this.fail(request, describeDbError(lastError), deliveriesOf(entries, request), entries))) return null;
     }
     return coupons;
   }
@@ -300,18 +315,23 @@ export class StreamConsumer {
     this.observer.confirmed(confirmed.map(({ request }) => now - request.requestedAt.getTime()));
   }
 
-  /** Dead-letters a request: kept in PostgreSQL first (so it is remembered), then FAILED in Redis. */
-  private async fail(request: QueuedRequest, reason: string, deliveries: number): Promise<void> {
+  /**
+   * Dead-letters a request: recorded in PostgreSQL first (so it is remembered), then FAILED in Redis. If it
+   * turns out stored after all (a holder that froze, then woke and committed), it is confirmed instead: a
+   * request never ends both. False when stopping while the database is away (the entry stays pending).
+   */
+  private async fail(request: QueuedRequest, reason: string, deliveries: number, entries: QueueEntry[]): Promise<boolean> {
     const { entryId: _entryId, ...fields } = request;
-    const recorded = await this.withRetry(request.promotionId, [request], () => this.failures.record({ ...fields, reason, deliveries }));
-    if (recorded === null) return; // stopping while the database is away: the entry stays pending
-    if (recorded === 'permanent') this.observer.error(new Error(`could not record the failure of ${request.requestId}`));
+    const outcome = await this.withRetry(request.promotionId, [request], () => this.failures.record({ ...fields, reason, deliveries }));
+    if (outcome === null) return false;
+    if (outcome === 'stored') return (await this.store(request.promotionId, [request], entries)) > 0;
+    if (outcome === 'permanent') this.observer.error(new Error(`could not record the failure of ${request.requestId}`));
     await this.finishFailure(request, reason);
+    return true;
   }
 
   private async finishFailure(request: QueuedRequest, reason: string): Promise<void> {
-    await this.queue.fail(request, reason);
-    this.observer.failed(1);
+    if (await this.queue.fail(request, reason)) this.observer.failed(1);
   }
 
   /** A sleep that stop() cuts short. */
@@ -329,3 +349,6 @@ export class StreamConsumer {
     });
   }
 }
+
+const deliveriesOf = (entries: QueueEntry[], request: QueuedRequest): number =>
+  entries.find((e) => e.entryId === request.entryId)?.deliveries ?? 1;

@@ -2,6 +2,7 @@ import { newCouponCode, newCouponId } from '../domain/identifiers';
 import type { CouponRepository } from '../domain/ports';
 import type { Coupon, QueuedRequest } from '../domain/types';
 import type { Db } from './client';
+import { lockForStoring } from './outcome-lock';
 
 interface CouponRow {
   id: string;
@@ -47,6 +48,7 @@ export class PrismaCouponRepository implements CouponRepository {
    * the statement's snapshot, so it returns exactly the rows that existed before: the two halves never overlap.
    * A row another consumer committed while this statement waited on it is in neither half (it is newer than
    * the snapshot): those few are read again in a statement of their own, so every request gets its coupon.
+   * A request recorded as failed gets none (outcome-lock.ts): it is simply not in the result.
    */
   async persistBatch(requests: QueuedRequest[]): Promise<Coupon[]> {
     if (requests.length === 0) return [];
@@ -58,20 +60,24 @@ export class PrismaCouponRepository implements CouponRepository {
     const requestIds = unique.map((r) => r.requestId);
     const requestedAts = unique.map((r) => r.requestedAt.toISOString());
     const positions = unique.map((r) => r.position);
-    const rows = await this.db.$queryRaw<CouponRow[]>`
+    const [, rows] = await this.db.$transaction([
+      lockForStoring(this.db, promotionIds),
+      this.db.$queryRaw<CouponRow[]>`
       WITH inserted AS (
         INSERT INTO coupons (id, code, promotion_id, user_id, request_id, requested_at, position)
         SELECT t.id::uuid, t.code, t.promotion_id::uuid, t.user_id, t.request_id, t.requested_at::timestamptz, t.position
         FROM unnest(${ids}::text[], ${codes}::text[], ${promotionIds}::text[], ${userIds}::text[],
                     ${requestIds}::text[], ${requestedAts}::text[], ${positions}::int[])
              AS t(id, code, promotion_id, user_id, request_id, requested_at, position)
+        WHERE NOT EXISTS (SELECT 1 FROM failed_requests f WHERE f.request_id = t.request_id)
         ON CONFLICT (request_id) DO NOTHING
         RETURNING id, code, promotion_id, user_id, request_id, requested_at, issued_at
       )
       SELECT id::text, code, promotion_id::text, user_id, request_id, requested_at, issued_at FROM inserted
       UNION ALL
       SELECT c.id::text, c.code, c.promotion_id::text, c.user_id, c.request_id, c.requested_at, c.issued_at
-      FROM coupons c WHERE c.request_id = ANY(${requestIds}::text[])`;
+      FROM coupons c WHERE c.request_id = ANY(${requestIds}::text[])`,
+    ]);
     const coupons = rows.map(toCoupon);
     if (coupons.length === unique.length) return coupons;
     const found = new Set(coupons.map((c) => c.requestId));

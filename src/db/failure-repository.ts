@@ -1,12 +1,23 @@
 import type { FailureRepository } from '../domain/ports';
 import type { DeadLetter } from '../domain/types';
 import type { Db } from './client';
+import { lockForFailing } from './outcome-lock';
 
 export class PrismaFailureRepository implements FailureRepository {
   constructor(private readonly db: Db) {}
 
-  async record(failure: Omit<DeadLetter, 'failedAt'>): Promise<void> {
-    await this.db.failedRequest.createMany({ data: [failure], skipDuplicates: true });
+  async record(failure: Omit<DeadLetter, 'failedAt'>): Promise<'failed' | 'stored'> {
+    const f = failure;
+    const [, , stored] = await this.db.$transaction([
+      lockForFailing(this.db, f.promotionId),
+      this.db.$executeRaw`
+        INSERT INTO failed_requests (request_id, promotion_id, user_id, position, reason, deliveries, requested_at)
+        SELECT ${f.requestId}, ${f.promotionId}::uuid, ${f.userId}, ${f.position}, ${f.reason}, ${f.deliveries}, ${f.requestedAt}
+        WHERE NOT EXISTS (SELECT 1 FROM coupons WHERE request_id = ${f.requestId})
+        ON CONFLICT (request_id) DO NOTHING`,
+      this.db.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM coupons WHERE request_id = ${f.requestId}`,
+    ]);
+    return (stored[0]?.n ?? 0) > 0 ? 'stored' : 'failed';
   }
 
   async find(requestId: string): Promise<DeadLetter | null> {

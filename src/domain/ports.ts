@@ -49,15 +49,19 @@ export interface CouponRepository {
   listByUser(userId: string, promotionId: string | null, limit: number): Promise<Coupon[]>;
   /**
    * Stores one coupon per request, in one statement; harmless when repeated (unique requestId).
-   * Returns the stored coupon of every request, the ones stored earlier included.
+   * Returns the stored coupon of every request, the ones stored earlier included; a request recorded as
+   * failed gets none.
    */
   persistBatch(requests: QueuedRequest[]): Promise<Coupon[]>;
 }
 
 /** Requests that ended FAILED, kept in PostgreSQL past the status TTL and a Redis loss. */
 export interface FailureRepository {
-  /** Records a failure; harmless when repeated (the first record stays). */
-  record(failure: Omit<DeadLetter, 'failedAt'>): Promise<void>;
+  /**
+   * Records a failure, unless the request was stored after all ('stored': confirm it instead). Harmless when
+   * repeated (the first record stays). A request never ends both stored and failed.
+   */
+  record(failure: Omit<DeadLetter, 'failedAt'>): Promise<'failed' | 'stored'>;
   find(requestId: string): Promise<DeadLetter | null>;
   /** The failure reason of each of the given requests that was recorded as failed. */
   reasonsOf(requestIds: string[]): Promise<Map<string, string>>;

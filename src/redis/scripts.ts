@@ -19,6 +19,7 @@ export interface ScriptCommands {
   couponRetire(...keysThenArgs: (string | number)[]): ScriptReply<number>;
   couponAuditSnapshot(...keys: string[]): ScriptReply<(number | string)[]>;
   couponConsumerLease(key: string, owner: string, leaseMs: number, replaceable: string): ScriptReply<number>;
+  couponDeleteConsumer(stream: string, group: string, consumer: string): ScriptReply<number>;
   couponRateLimit(key: string, ratePerSecond: number, burst: number): ScriptReply<number>;
 }
 
@@ -36,6 +37,7 @@ const SCRIPTS: { name: keyof ScriptCommands; file: string; keys?: number; fragme
   { name: 'couponRetire', file: 'retire.lua', keys: 5 },
   { name: 'couponAuditSnapshot', file: 'audit-snapshot.lua', keys: 4 },
   { name: 'couponConsumerLease', file: 'consumer-lease.lua', keys: 1 },
+  { name: 'couponDeleteConsumer', file: 'delete-consumer.lua', keys: 1 },
   { name: 'couponRateLimit', file: 'rate-limit.lua', keys: 1, fragments: ['gcra.lua'] },
 ];
 

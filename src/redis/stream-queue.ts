@@ -112,8 +112,29 @@ export class RedisStreamQueue {
     await this.redis.xclaim(this.keys.promotion(promotionId).stream, CONSUMER_GROUP, consumer, 0, ...entryIds, 'JUSTID');
   }
 
+  /** Removes a dead consumer's name, unless it holds entries (delete-consumer.lua). */
   async deleteConsumer(promotionId: string, consumer: string): Promise<void> {
-    await this.redis.xgroup('DELCONSUMER', this.keys.promotion(promotionId).stream, CONSUMER_GROUP, consumer);
+    await this.redis.couponDeleteConsumer(this.keys.promotion(promotionId).stream, CONSUMER_GROUP, consumer);
+  }
+
+  /**
+   * Up to `count` of this consumer's own pending entries, left over from a turn that failed (a Redis error,
+   * a database outage it was told to stop waiting for): read again without counting a delivery, since no
+   * process died.
+   */
+  async ownPending(promotionId: string, consumer: string, count: number): Promise<QueueEntry[]> {
+    const stream = this.keys.promotion(promotionId).stream;
+    const pending = (await this.redis.xpending(stream, CONSUMER_GROUP, '-', '+', count, consumer)) as [string, string, number, number][];
+    if (pending.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const [id] of pending) pipeline.xrange(stream, id, id);
+    const replies = (await pipeline.exec()) ?? [];
+    const entries: QueueEntry[] = [];
+    pending.forEach(([id, , , times], i) => {
+      const [entry] = (replies[i]?.[1] ?? []) as StreamEntry[];
+      if (entry) entries.push({ entryId: id, request: parseEntry(id, entry[1]), deliveries: Number(times) });
+    });
+    return entries;
   }
 
   /** After the coupons are committed: ISSUED, published, acknowledged and trimmed, atomically (confirm.lua). */
@@ -139,11 +160,14 @@ export class RedisStreamQueue {
     await this.redis.couponConfirm(1 + statusKeys.length, stream, ...statusKeys, CONSUMER_GROUP, this.statusTtlMs, ...args);
   }
 
-  /** FAILED, stock and the user's count given back, published, acknowledged (fail.lua). Repeat-safe. */
-  async fail(request: QueuedRequest, reason: string): Promise<void> {
+  /**
+   * FAILED, stock and the user's count given back, published, acknowledged (fail.lua). Repeat-safe: true
+   * only when this call made it FAILED.
+   */
+  async fail(request: QueuedRequest, reason: string): Promise<boolean> {
     const k = this.keys.promotion(request.promotionId);
     const message = encodeIssuance({ ...request, status: 'FAILED', coupon: null, failureReason: reason });
-    await this.redis.couponFail(
+    const changed = await this.redis.couponFail(
       k.stream,
       k.deadLetter,
       k.stock,
@@ -159,6 +183,7 @@ export class RedisStreamQueue {
       request.requestedAt.getTime(),
       reason,
     );
+    return changed === 1;
   }
 
   /** An entry this service did not write: copied to the dead-letter stream as it is, and acknowledged. */

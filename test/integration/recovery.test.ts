@@ -13,10 +13,12 @@ import { connectRedis, createRedis } from '../../src/redis/client';
 import { CONSUMER_GROUP, RedisKeys } from '../../src/redis/keys';
 import { RedisReservationStore } from '../../src/redis/reservation-store';
 import type { ScriptedRedis } from '../../src/redis/scripts';
+import { RedisStreamQueue } from '../../src/redis/stream-queue';
 import { expectAuditHolds } from '../helpers/audit';
 import { createConsumer } from '../helpers/consumers';
 import { promotionRecord } from '../helpers/fixtures';
 import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
+import { TcpProxy } from '../helpers/tcp-proxy';
 
 /**
  * Recovery in seconds: consumers killed or frozen mid-rush, a poison entry, two consumers storing one entry,
@@ -282,5 +284,88 @@ test('When two consumers are given one name, then the second waits (and says so)
   await allIssued(p, ids, Date.now());
   expect(second.name).toBe('twin');
   await second.stop();
+  await auditHolds(p);
+});
+
+describe('When a request is stored and dead-lettered at the same time (a frozen holder wakes up)', () => {
+  const failure = (p: PromotionRecord, requestId: string) => ({
+    requestId,
+    promotionId: p.id,
+    userId: 'sleeper',
+    position: 1,
+    reason: 'delivered 7 times',
+    deliveries: 7,
+    requestedAt: new Date(),
+  });
+  const queued = (p: PromotionRecord, requestId: string): QueuedRequest => ({ entryId: '1-1', requestId, promotionId: p.id, userId: 'sleeper', requestedAt: new Date(), position: 1 });
+
+  test('then a failure recorded while the coupon is being stored waits for it and answers "stored", and no failure is kept', async () => {
+    const p = await newPromotion(1);
+    const requestId = newRequestId(p.id);
+    const holder = new Client({ connectionString: env.databaseUrl });
+    await holder.connect();
+    try {
+      // The woken holder: its batch transaction holds the promotion's storing lock and has inserted the coupon.
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))', [p.id]);
+      await holder.query(
+        `INSERT INTO coupons (id, code, promotion_id, user_id, request_id, requested_at, position) VALUES ($1, $2, $3, 'sleeper', $4, now(), 1)`,
+        [newCouponId(), newCouponCode(), p.id, requestId],
+      );
+      let settled = false;
+      const recording = new PrismaFailureRepository(db).record(failure(p, requestId)).finally(() => (settled = true));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(settled).toBe(false); // waits for the storing transaction
+      await holder.query('COMMIT');
+      expect(await recording).toBe('stored');
+    } finally {
+      await holder.end();
+    }
+    expect(await db.failedRequest.count({ where: { requestId } })).toBe(0);
+  });
+
+  test('then a coupon stored after the failure was recorded is refused: the request ends failed only', async () => {
+    const p = await newPromotion(1);
+    const requestId = newRequestId(p.id);
+    expect(await new PrismaFailureRepository(db).record(failure(p, requestId))).toBe('failed');
+    expect(await new PrismaCouponRepository(db).persistBatch([queued(p, requestId)])).toEqual([]);
+    expect(await db.coupon.count({ where: { requestId } })).toBe(0);
+  });
+});
+
+test('When a dead name is removed while it holds entries again (taken by a restarted process), then it is kept with them', async () => {
+  const p = await newPromotion(5);
+  await reserve(p, 'someone');
+  const stream = keys.promotion(p.id).stream;
+  await redis.xreadgroup('GROUP', CONSUMER_GROUP, 'reborn', 'COUNT', 10, 'STREAMS', stream, '>');
+  const queue = new RedisStreamQueue(redis, redis, keys, 3600_000);
+  await queue.deleteConsumer(p.id, 'reborn');
+  const held = (await redis.xpending(stream, CONSUMER_GROUP, '-', '+', 10, 'reborn')) as unknown[];
+  expect(held).toHaveLength(1);
+});
+
+test('When PostgreSQL is away while a consumer takes over a dead holder\'s entries, then waiting counts no delivery and nothing is dead-lettered', async () => {
+  const p = await newPromotion(5);
+  const ids = [await reserve(p, 'a'), await reserve(p, 'b')];
+  await redis.xreadgroup('GROUP', CONSUMER_GROUP, 'crashed', 'COUNT', 10, 'STREAMS', keys.promotion(p.id).stream, '>');
+  const proxy = new TcpProxy('127.0.0.1', Number(new URL(env.databaseUrl).port || 5432));
+  const viaProxy = new URL(env.databaseUrl);
+  viaProxy.port = String(await proxy.start());
+  const proxiedDb = createDb(viaProxy.toString());
+  try {
+    await proxy.cut();
+    const consumer = await createConsumer({ redisUrl: env.redisUrl, redis, keys, db: proxiedDb, options: { consumerName: 'patient', maxDeliveries: 3, maxBackoffMs: 100 } });
+    consumer.start();
+    await new Promise((r) => setTimeout(r, 4000)); // many heartbeats and retries with PostgreSQL away
+    const held = (await redis.xpending(keys.promotion(p.id).stream, CONSUMER_GROUP, '-', '+', 10)) as [string, string, number, number][];
+    expect(held.map(([, , , deliveries]) => Number(deliveries))).toEqual([2, 2]); // the takeover, and nothing since
+    await proxy.restore();
+    await allIssued(p, ids, Date.now());
+    await consumer.stop();
+  } finally {
+    await proxiedDb.$disconnect();
+    await proxy.stop();
+  }
+  expect(await db.failedRequest.count({ where: { promotionId: p.id } })).toBe(0);
   await auditHolds(p);
 });
