@@ -2,7 +2,11 @@ import { requireAdmin } from './access';
 import { UnavailableError } from './errors';
 import { isPromotionId } from './identifiers';
 import type { AuditRepository, Clock, PromotionRepository, ReservationStore } from './ports';
+import { RECONCILE_OVER_WINDOW_MS } from './promotion-service';
 import type { Caller, PromotionAudit } from './types';
+
+/** One promotion's audit, or why it could not be checked (Redis holds nothing for it, say). */
+export type AuditOutcome = { promotionId: string; audit: PromotionAudit } | { promotionId: string; error: Error };
 
 /**
  * The books of a promotion: remainingStock (Redis) + coupons stored (PostgreSQL) + requests in flight (the
@@ -24,15 +28,24 @@ export class AuditService {
     return this.check(promotionId);
   }
 
-  /** Every promotion the consumers still read (created, not retired). */
-  async checkAll(): Promise<PromotionAudit[]> {
-    const ids = await this.reservations.activePromotionIds();
-    const audits: PromotionAudit[] = [];
-    for (const id of ids.sort()) {
-      const audit = await this.check(id);
-      if (audit) audits.push(audit);
+  /**
+   * Every promotion Redis should still serve, listed from PostgreSQL (not over, or over within the window
+   * reconciliation repairs): a Redis that lost its data cannot make the list empty. A promotion that cannot be
+   * checked gives its error, and the others are still checked.
+   */
+  async checkAll(): Promise<AuditOutcome[]> {
+    const overSince = new Date(this.clock.now().getTime() - RECONCILE_OVER_WINDOW_MS);
+    const ids = (await this.promotions.listRecent(overSince)).map((r) => r.id).sort();
+    const outcomes: AuditOutcome[] = [];
+    for (const promotionId of ids) {
+      try {
+        const audit = await this.check(promotionId);
+        if (audit) outcomes.push({ promotionId, audit });
+      } catch (error) {
+        outcomes.push({ promotionId, error: error instanceof Error ? error : new Error(String(error)) });
+      }
     }
-    return audits;
+    return outcomes;
   }
 
   async check(promotionId: string): Promise<PromotionAudit | null> {

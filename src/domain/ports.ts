@@ -136,8 +136,6 @@ export interface ReservationStore {
   issuance(requestId: string): Promise<Issuance | null>;
   /** null when Redis holds no counters for the promotion (unknown, retired, or lost). */
   auditSnapshot(promotionId: string): Promise<AuditSnapshot | null>;
-  /** Promotions the consumers read (created and not yet retired). */
-  activePromotionIds(): Promise<string[]>;
   /** False once Redis has lost the state built from PostgreSQL (a restart without persistence, a flush). */
   stateIntact(): Promise<boolean>;
   markStateBuilt(): Promise<void>;

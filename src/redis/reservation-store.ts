@@ -173,10 +173,6 @@ export class RedisReservationStore implements ReservationStore {
     return { totalStock, remainingStock, perUserLimit, reservations, inFlight };
   }
 
-  activePromotionIds(): Promise<string[]> {
-    return this.redis.smembers(this.keys.activePromotions());
-  }
-
   /** Whether this deployment's Redis state is still the one built (see RedisKeys.stateMarker). */
   async stateIntact(): Promise<boolean> {
     return (await this.redis.exists(this.keys.stateMarker())) === 1;

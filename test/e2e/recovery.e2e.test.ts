@@ -176,4 +176,14 @@ test('When the whole service is SIGKILLed mid-rush and restarted at once, then e
   expect(broken.out).toContain(`BROKEN ${promotionId}`);
   await redis.decr(keys.promotion(promotionId).stock);
   expect(runAudit('--promotion', 'no-such-promotion').code).toBe(2);
+
+  // Redis loses its data while no service runs to rebuild it: the audit lists the promotions from
+  // PostgreSQL, so it cannot answer "nothing to check" and exit 0.
+  child?.kill('SIGKILL');
+  await second.exit;
+  await deleteKeys(env.redisUrl, env.prefix);
+  const wiped = runAudit();
+  expect(wiped.code).toBe(2);
+  expect(wiped.out).toContain(`UNCHECKED ${promotionId}`);
+  expect(wiped.out).not.toContain('no promotion to check');
 });

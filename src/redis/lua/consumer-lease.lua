@@ -5,9 +5,10 @@
 
   KEYS[1] the name's heartbeat key
 
-  ARGV[1] owner ("<host> <pid> <instance>")
+  ARGV[1] owner ("<host> <pid> <instance> <boot id> <pid namespace>")
   ARGV[2] lease, ms; 0 releases (deletes the key when it is the owner's)
-  ARGV[3] an owner that may be replaced ("" for none): a dead earlier incarnation on the same host
+  ARGV[3] an owner that may be replaced ("" for none): a dead earlier incarnation with the caller's host, boot id
+          and PID namespace (the caller probed its pid); replaced only if it still holds the key
 
   Returns 1 when the caller holds the lease after the call (0 after a release), 0 when another owner holds it.
 ]]
