@@ -198,24 +198,34 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   );
 
   let stopping: Promise<void> | null = null;
+  // Each step of a stop gets what is left of most of SHUTDOWN_TIMEOUT_MS: a database query stuck on a cut
+  // network (up to 20 s) must not turn a graceful stop into a timeout. What a step abandons is safe to
+  // abandon: a consumer's batch stays pending (another consumer takes it over), storing is idempotent.
   const stop = () =>
     (stopping ??= (async () => {
+      const deadline = Date.now() + Math.floor(config.shutdownTimeoutMs * 0.8);
+      const step = async (what: string, work: () => Promise<unknown>) => {
+        try {
+          await withTimeout(work(), Math.max(0, deadline - Date.now()), what);
+          logger.debug(`${what}: done`);
+        } catch (error) {
+          logger.warn({ err: error }, `${what}: abandoned, to stop in time`);
+        }
+      };
       reconciler.stop(); // each repair is one atomic write: a pass cut short leaves nothing half done
       if (graphqlServer) {
-        await graphqlServer.closeWebSockets();
-        logger.debug('websockets closed');
-        await graphqlServer.apollo.stop(); // drains HTTP: stops accepting, finishes in-flight requests
+        const server = graphqlServer;
+        await step('closing websockets', () => server.closeWebSockets());
+        await step('draining http', () => server.apollo.stop()); // stops accepting, finishes in-flight requests
       } else {
-        await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+        await step('closing http', () => new Promise<void>((resolve) => httpServer.close(() => resolve())));
       }
-      logger.debug('http closed');
-      await consumer?.stop();
-      logger.debug('consumer stopped');
-      await stateGuard.settle();
+      await step('stopping the consumer', async () => consumer?.stop());
+      await step('finishing a rebuild', () => stateGuard.settle());
       // The consumer's reader is already closed by its stop (that is how a blocking read is cut short).
       const open = redisClients.filter((c) => c.status !== 'end');
-      await Promise.all(open.map((c) => c.quit().catch(() => c.disconnect())));
-      await db.$disconnect();
+      await step('closing redis', () => Promise.all(open.map((c) => c.quit().catch(() => c.disconnect()))));
+      await step('closing postgres', () => db.$disconnect());
       logger.info('coupon issuance service stopped');
     })());
 

@@ -14,6 +14,7 @@ import { CONSUMER_GROUP, RedisKeys } from '../../src/redis/keys';
 import { RedisReservationStore } from '../../src/redis/reservation-store';
 import type { ScriptedRedis } from '../../src/redis/scripts';
 import { RedisStreamQueue } from '../../src/redis/stream-queue';
+import { startTestApp } from '../helpers/app';
 import { expectAuditHolds } from '../helpers/audit';
 import { createConsumer } from '../helpers/consumers';
 import { promotionRecord } from '../helpers/fixtures';
@@ -368,4 +369,30 @@ test('When PostgreSQL is away while a consumer takes over a dead holder\'s entri
   }
   expect(await db.failedRequest.count({ where: { promotionId: p.id } })).toBe(0);
   await auditHolds(p);
+});
+
+test('When the database stops answering mid-batch, then a graceful stop still ends within SHUTDOWN_TIMEOUT_MS', async () => {
+  const proxy = new TcpProxy('127.0.0.1', Number(new URL(env.databaseUrl).port || 5432));
+  const viaProxy = new URL(env.databaseUrl);
+  viaProxy.port = String(await proxy.start());
+  const app = await startTestApp(env, { DATABASE_URL: viaProxy.toString(), SHUTDOWN_TIMEOUT_MS: '2000', REDIS_KEY_PREFIX: `${env.prefix}stuck:` });
+  try {
+    const admin = { userId: 'admin', isAdmin: true, isMerchant: false };
+    const p = await app.promotions.create(admin, { name: 'stuck', totalStock: 5, endsAt: new Date(Date.now() + 3600_000) });
+    let stuck = false;
+    // The batch's INSERT reaches a database that never answers (not a refused connection: a silent network).
+    void proxy.interceptOnce((chunk) => chunk.includes('INSERT INTO coupons'), () => {
+      stuck = true;
+      return new Promise<never>(() => undefined);
+    });
+    await app.issuance.issue({ userId: 'waiting', isAdmin: false, isMerchant: false }, p.id);
+    await eventually(async () => (stuck ? true : undefined), 10_000, 'the batch stuck in the database');
+    const stoppingAt = Date.now();
+    await app.stop();
+    const took = Date.now() - stoppingAt;
+    console.log(`stop with a batch stuck in the database took ${took} ms (SHUTDOWN_TIMEOUT_MS 2000)`);
+    expect(took).toBeLessThan(2000);
+  } finally {
+    await proxy.stop();
+  }
 });
