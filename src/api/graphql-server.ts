@@ -151,7 +151,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         (payload as { variables?: Record<string, unknown> }).variables = variables;
         try {
           assertOperationComplexity(document, operation);
-          await rateLimits.operation(ctx.extra.caller ?? null, operation, 'ws');
+          await rateLimits.operation(ctx.extra.caller ?? null, operation, 'ws', ctx.extra.clientIp ?? null);
         } catch (error) {
           return [error as GraphQLError];
         }

@@ -7,6 +7,7 @@ import { startTestApp } from '../helpers/app';
 import { httpGraphQL, record, tokenFor, wsClient } from '../helpers/clients';
 import { createTestEnvironment, type TestEnvironment } from '../helpers/environment';
 import { bearer, postGraphQL, upgrade, type RawResponse } from '../helpers/raw-http';
+import { endOf, openRaw } from '../helpers/raw-ws';
 
 /**
  * The rate limits of API.md "Limits", attacked over real HTTP and WebSocket.
@@ -221,6 +222,25 @@ describe('anonymous requests per client IP', () => {
     expect(refused.length).toBeGreaterThan(0);
     for (const u of refused) expect(u).toEqual({ status: 429, retryAfter: expect.stringMatching(/^[1-9]\d*$/) });
     expect(await upgrade(strict.url, { 'x-forwarded-for': '198.51.100.31' })).toBe('open');
+  });
+
+  test('When an anonymous WebSocket sends operations past its address\'s rate, then each extra one gets an error message RATE_LIMITED with retryAfterMs and the connection stays', async () => {
+    const socket = await openRaw(strict.url, { headers: { 'x-forwarded-for': '198.51.100.40' } }); // the upgrade takes 1 of 2
+    try {
+      await socket.init();
+      const started = process.hrtime.bigint();
+      for (let i = 0; i < 10; i++) socket.subscribe(`q${i}`, '{ promotions(first: 1) { id } }');
+      const ends = await Promise.all(Array.from({ length: 10 }, (_, i) => socket.waitFor(endOf(`q${i}`))));
+      const elapsed = seconds(started);
+
+      const refused = ends.filter((m) => m.type === 'error');
+      expect(10 - refused.length).toBeGreaterThanOrEqual(1);
+      expect(10 - refused.length).toBeLessThanOrEqual(1 + Math.floor(2 * elapsed));
+      for (const m of refused) expect(m.payload).toEqual([expect.objectContaining({ extensions: { code: 'RATE_LIMITED', retryAfterMs: expect.any(Number) } })]);
+      expect(socket.ws.readyState).toBe(socket.ws.OPEN);
+    } finally {
+      socket.ws.terminate();
+    }
   });
 
   test('When TRUST_PROXY is 0, then X-Forwarded-For is ignored and the socket address is the client', async () => {
