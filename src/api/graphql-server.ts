@@ -119,6 +119,9 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
           return false; // graphql-ws closes with 4403 Forbidden (a socket already closed stays as it was)
         }
         const socket = ctx.extra.socket;
+        // The client may have left while its token was checked: its 'close' has been, so a slot taken now
+        // (or a token-expiry timer armed) would never be given back.
+        if (socket.readyState !== socket.OPEN) return false;
         const ip = rateLimits.clientIp(ctx.extra.request);
         const release = connections.admit(caller, ip);
         if (!release) {
