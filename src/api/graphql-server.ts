@@ -111,9 +111,9 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         const params = ctx.connectionParams ?? {};
         const raw = params.authorization ?? params.Authorization;
         if (raw !== undefined && typeof raw !== 'string') return false;
-        let caller: Caller | null;
+        let identity: { caller: Caller; expiresAtMs: number } | null;
         try {
-          caller = await options.authenticator.fromAuthorization(raw);
+          identity = await options.authenticator.authorize(raw);
         } catch (error) {
           if (error instanceof UnavailableError) ctx.extra.socket.close(CLOSE_SERVICE_UNAVAILABLE, 'Service unavailable');
           return false; // graphql-ws closes with 4403 Forbidden (a socket already closed stays as it was)
@@ -122,6 +122,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         // The client may have left while its token was checked: its 'close' has been, so a slot taken now
         // (or a token-expiry timer armed) would never be given back.
         if (socket.readyState !== socket.OPEN) return false;
+        const caller = identity?.caller ?? null;
         const ip = rateLimits.clientIp(ctx.extra.request);
         const release = connections.admit(caller, ip);
         if (!release) {
@@ -132,9 +133,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         socket.once('close', release);
         ctx.extra.caller = caller;
         ctx.extra.clientIp = ip;
-        const token = raw?.replace(/^Bearer\s+/i, '');
-        const expiresAt = token ? options.authenticator.expiresAt(token) : null;
-        if (expiresAt !== null) closeAt(socket, expiresAt);
+        if (identity && Number.isFinite(identity.expiresAtMs)) closeAt(socket, identity.expiresAtMs);
         return true;
       },
       onSubscribe: async (ctx, id, payload): Promise<ExecutionArgs | readonly GraphQLError[]> => {

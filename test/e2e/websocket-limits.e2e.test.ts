@@ -169,6 +169,17 @@ test('When a socket closes while its token is being verified, then its per-user 
   }
 });
 
+test('When the authorization has whitespace after the token, then the connection is still closed with 4403 when the token expires', async () => {
+  // exp 4 s ago: within the 5 s clock-skew allowance for about one more second.
+  const token = await tokenFor('trailing', { ttlSeconds: -4 });
+  const socket = await open(`Bearer ${token}  `);
+
+  expect(await Promise.race([socket.closed, new Promise((resolve) => setTimeout(() => resolve('still open'), 4000))])).toEqual({
+    code: 4403,
+    reason: 'Token expired',
+  });
+});
+
 test('When one address opens more anonymous connections than WS_MAX_ANON_CONNECTIONS_PER_IP, then the extra one is closed with 4429', async () => {
   const allowed = await Promise.all(Array.from({ length: ANON_PER_IP }, () => open()));
 
