@@ -67,12 +67,11 @@ const oneSecondsWorth = (rate: number): number => Math.max(1, rate);
 
 export const retryAfterSeconds = (ms: number): string => String(Math.max(1, Math.ceil(ms / 1000)));
 
-/** A request refused whole, before any GraphQL ran: 429 (rate) or 503 (a dependency), with Retry-After. */
+/** A request refused whole, before any GraphQL ran: 429 (rate) or 503 (a dependency), with Retry-After (exposed to browsers by the CORS headers set before). */
 export function refuseWhole(res: ServerResponse, status: 429 | 503, code: 'RATE_LIMITED' | 'SERVICE_UNAVAILABLE', message: string, retryAfterMs: number): void {
   res.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
     'retry-after': retryAfterSeconds(retryAfterMs),
-    'access-control-expose-headers': 'retry-after, x-request-id',
   });
   res.end(JSON.stringify({ errors: [{ message, extensions: { code, retryAfterMs } }] }));
 }

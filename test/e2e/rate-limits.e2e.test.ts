@@ -254,6 +254,23 @@ describe('anonymous requests per client IP', () => {
   });
 });
 
+describe('CORS on early refusals', () => {
+  test('When a browser request is refused early (429 of a user\'s rate, 401, 413), then Retry-After and x-request-id are exposed', async () => {
+    const origin = { origin: 'https://shop.example' };
+    const token = await tokenFor('cors-reader');
+    const first = await postGraphQL(strict.url, MY_COUPONS, {}, { ...bearer(token), ...origin, 'x-forwarded-for': '192.0.2.70' });
+    const limited = await postGraphQL(strict.url, MY_COUPONS, {}, { ...bearer(token), ...origin, 'x-forwarded-for': '192.0.2.70' });
+    const unauthenticated = await postGraphQL(strict.url, MY_COUPONS, {}, { authorization: 'Bearer x.y.z', ...origin, 'x-forwarded-for': '192.0.2.71' });
+    const tooLarge = await postGraphQL(strict.url, MY_COUPONS, { pad: 'x'.repeat(70 * 1024) }, { ...origin, 'x-forwarded-for': '192.0.2.72' });
+
+    expect([first.status, limited.status, unauthenticated.status, tooLarge.status]).toEqual([200, 429, 401, 413]);
+    for (const r of [first, limited, unauthenticated, tooLarge]) {
+      expect(r.headers.get('access-control-allow-origin')).toBe('*');
+      expect(r.headers.get('access-control-expose-headers')).toBe('retry-after, x-request-id');
+    }
+  });
+});
+
 describe('metrics', () => {
   test('When limits have refused calls, then /metrics counts them by limit', async () => {
     const text = await (await fetch(`${app.url}/metrics`)).text();
