@@ -138,15 +138,20 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
       },
       onSubscribe: async (ctx, id, payload): Promise<ExecutionArgs | readonly GraphQLError[]> => {
         const sent = takeVariables(ctx.extra, id);
+        // A document that never becomes an operation cost its parse: it takes a token, as over HTTP.
+        const refuse = async (errors: readonly GraphQLError[]) => {
+          await rateLimits.invalidDocument(ctx.extra.caller ?? null, ctx.extra.clientIp ?? null);
+          return errors;
+        };
         const document = parseDocument(payload.query, limits);
-        if (Array.isArray(document)) return document;
+        if (Array.isArray(document)) return refuse(document);
         const errors = validate(options.schema, document, rules);
         if (errors.length > 0) {
-          return errors.map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } }));
+          return refuse(errors.map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })));
         }
         const operation = getOperationAST(document, payload.operationName);
         if (!operation) {
-          return [new GraphQLError('Operation not found in the document', { extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })];
+          return refuse([new GraphQLError('Operation not found in the document', { extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })]);
         }
         // graphql-ws holds this payload for the subscription's life: keep only what the operation reads.
         const variables = declaredVariables(operation, sent);

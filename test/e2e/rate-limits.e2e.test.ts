@@ -189,6 +189,41 @@ describe('other operations per user', () => {
   });
 });
 
+describe('broken documents over WebSocket', () => {
+  test.each([
+    ['does not parse', '{ myCoupons { id '],
+    ['does not validate', '{ noSuchField }'],
+  ])('When a user sends a document over WebSocket that %s, then it takes a token as over HTTP', async (_case, broken) => {
+    const token = await tokenFor(`ws-scribbler-${broken.length}`);
+    const from = { 'x-forwarded-for': `192.0.2.${80 + broken.length}` };
+    const socket = await openRaw(strict.url, { headers: from });
+    try {
+      await socket.init(`Bearer ${token}`);
+      socket.subscribe('broken', broken);
+      expect((await socket.waitFor(endOf('broken'))).type).toBe('error');
+
+      expectRefusedWhole(await postGraphQL(strict.url, MY_COUPONS, {}, { ...bearer(token), ...from }));
+    } finally {
+      socket.ws.terminate();
+    }
+  });
+
+  test('When an anonymous socket sends broken documents, then they take its address\'s anonymous tokens', async () => {
+    const from = { 'x-forwarded-for': '192.0.2.90' };
+    const socket = await openRaw(strict.url, { headers: from }); // the upgrade takes 1 of 2
+    try {
+      await socket.init();
+      socket.subscribe('broken', '{ noSuchField }');
+      await socket.waitFor(endOf('broken'));
+      socket.subscribe('next', '{ promotions(first: 1) { id } }');
+
+      expect(await socket.waitFor(endOf('next'))).toMatchObject({ type: 'error', payload: [{ extensions: { code: 'RATE_LIMITED' } }] });
+    } finally {
+      socket.ws.terminate();
+    }
+  });
+});
+
 describe('anonymous requests per client IP', () => {
   test('When one address sends anonymous requests past its rate, then 429 with Retry-After and CORS, whatever it puts left of the trusted hop', async () => {
     const spoofed = (i: number) => ({ 'x-forwarded-for': `10.9.9.${i}, 198.51.100.20`, origin: 'https://shop.example' });
