@@ -24,7 +24,7 @@ import {
   validationRules,
   variableErrors,
 } from './limits';
-import { serveWebSocket, takeVariables } from './ws-transport';
+import { serveWebSocket, takeSetAside } from './ws-transport';
 import { retryAfterSeconds, type RateLimits } from './rate-limits';
 
 /** Closes the socket when the token it was opened with expires, with the same code as a bad token. */
@@ -137,13 +137,16 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         return true;
       },
       onSubscribe: async (ctx, id, payload): Promise<ExecutionArgs | readonly GraphQLError[]> => {
-        const sent = takeVariables(ctx.extra, id);
+        // The text and variables were kept out of the message graphql-ws holds (ws-transport.ts), and after this
+        // hook nothing holds them: the subscription keeps the parsed document and the variables it declares.
+        const held = takeSetAside(ctx.extra, id);
+        const sent = held ? held.variables : payload.variables;
         // A document that never becomes an operation cost its parse: it takes a token, as over HTTP.
         const refuse = async (errors: readonly GraphQLError[]) => {
           await rateLimits.invalidDocument(ctx.extra.caller ?? null, ctx.extra.clientIp ?? null);
           return errors;
         };
-        const document = parseDocument(payload.query, limits);
+        const document = parseDocument(held ? held.query : payload.query, limits);
         if (Array.isArray(document)) return refuse(document);
         const errors = validate(options.schema, document, rules);
         if (errors.length > 0) {
