@@ -45,15 +45,27 @@ export class Authenticator {
 
   /** null for no credentials; throws UnauthenticatedError for bad ones, UnavailableError when the keys cannot be fetched. */
   async fromAuthorization(value: string | undefined | null): Promise<Caller | null> {
+    return (await this.authorize(value))?.caller ?? null;
+  }
+
+  /**
+   * As fromAuthorization, with when the token stops being valid (ms since epoch), for closing long-lived
+   * connections on time: the header is parsed here only, so the token checked is the one whose expiry is kept.
+   */
+  async authorize(value: string | undefined | null): Promise<{ caller: Caller; expiresAtMs: number } | null> {
     if (value === undefined || value === null || value === '') return null;
     const match = /^Bearer\s+(\S+)\s*$/i.exec(value);
     if (!match) throw new UnauthenticatedError('Authorization must be "Bearer <token>"');
-    return this.verify(match[1] as string);
+    return this.verified(match[1] as string);
   }
 
   async verify(token: string): Promise<Caller> {
+    return (await this.verified(token)).caller;
+  }
+
+  private async verified(token: string): Promise<{ caller: Caller; expiresAtMs: number }> {
     const cached = this.cache.get(token);
-    if (cached && cached.expiresAtMs > Date.now()) return cached.caller;
+    if (cached && cached.expiresAtMs > Date.now()) return cached;
     if (cached) this.cache.delete(token);
 
     const payload = await this.verifiedPayload(token);
@@ -63,10 +75,10 @@ export class Authenticator {
     const claim = payload[this.options.rolesClaim ?? 'roles'];
     const roles = Array.isArray(claim) ? claim.filter((r): r is string => typeof r === 'string') : [];
     const caller: Caller = { userId: payload.sub, isAdmin: roles.includes('admin'), isMerchant: roles.includes('merchant') };
-    const expiresAtMs = (payload.exp as number) * 1000 + CLOCK_SKEW_SECONDS * 1000;
+    const entry = { caller, expiresAtMs: (payload.exp as number) * 1000 + CLOCK_SKEW_SECONDS * 1000 };
     if (this.cache.size >= CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value as string);
-    this.cache.set(token, { caller, expiresAtMs });
-    return caller;
+    this.cache.set(token, entry);
+    return entry;
   }
 
   private async verifiedPayload(token: string): Promise<JWTPayload> {
@@ -93,12 +105,6 @@ export class Authenticator {
       throw new UnauthenticatedError('Invalid token: issued in the future');
     }
     return payload;
-  }
-
-  /** When the token stops being valid (ms since epoch), for closing long-lived connections on time. */
-  expiresAt(token: string): number | null {
-    const exp = this.cache.get(token)?.expiresAtMs;
-    return exp !== undefined && Number.isFinite(exp) ? exp : null;
   }
 }
 

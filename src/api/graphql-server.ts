@@ -24,7 +24,7 @@ import {
   validationRules,
   variableErrors,
 } from './limits';
-import { serveWebSocket, takeVariables } from './ws-transport';
+import { serveWebSocket, takeSetAside } from './ws-transport';
 import { retryAfterSeconds, type RateLimits } from './rate-limits';
 
 /** Closes the socket when the token it was opened with expires, with the same code as a bad token. */
@@ -111,14 +111,18 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         const params = ctx.connectionParams ?? {};
         const raw = params.authorization ?? params.Authorization;
         if (raw !== undefined && typeof raw !== 'string') return false;
-        let caller: Caller | null;
+        let identity: { caller: Caller; expiresAtMs: number } | null;
         try {
-          caller = await options.authenticator.fromAuthorization(raw);
+          identity = await options.authenticator.authorize(raw);
         } catch (error) {
           if (error instanceof UnavailableError) ctx.extra.socket.close(CLOSE_SERVICE_UNAVAILABLE, 'Service unavailable');
           return false; // graphql-ws closes with 4403 Forbidden (a socket already closed stays as it was)
         }
         const socket = ctx.extra.socket;
+        // The client may have left while its token was checked: its 'close' has been, so a slot taken now
+        // (or a token-expiry timer armed) would never be given back.
+        if (socket.readyState !== socket.OPEN) return false;
+        const caller = identity?.caller ?? null;
         const ip = rateLimits.clientIp(ctx.extra.request);
         const release = connections.admit(caller, ip);
         if (!release) {
@@ -129,29 +133,35 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         socket.once('close', release);
         ctx.extra.caller = caller;
         ctx.extra.clientIp = ip;
-        const token = raw?.replace(/^Bearer\s+/i, '');
-        const expiresAt = token ? options.authenticator.expiresAt(token) : null;
-        if (expiresAt !== null) closeAt(socket, expiresAt);
+        if (identity && Number.isFinite(identity.expiresAtMs)) closeAt(socket, identity.expiresAtMs);
         return true;
       },
       onSubscribe: async (ctx, id, payload): Promise<ExecutionArgs | readonly GraphQLError[]> => {
-        const sent = takeVariables(ctx.extra, id);
-        const document = parseDocument(payload.query, limits);
-        if (Array.isArray(document)) return document;
+        // The text and variables were kept out of the message graphql-ws holds (ws-transport.ts), and after this
+        // hook nothing holds them: the subscription keeps the parsed document and the variables it declares.
+        const held = takeSetAside(ctx.extra, id);
+        const sent = held ? held.variables : payload.variables;
+        // A document that never becomes an operation cost its parse: it takes a token, as over HTTP.
+        const refuse = async (errors: readonly GraphQLError[]) => {
+          await rateLimits.invalidDocument(ctx.extra.caller ?? null, ctx.extra.clientIp ?? null);
+          return errors;
+        };
+        const document = parseDocument(held ? held.query : payload.query, limits);
+        if (Array.isArray(document)) return refuse(document);
         const errors = validate(options.schema, document, rules);
         if (errors.length > 0) {
-          return errors.map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } }));
+          return refuse(errors.map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })));
         }
         const operation = getOperationAST(document, payload.operationName);
         if (!operation) {
-          return [new GraphQLError('Operation not found in the document', { extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })];
+          return refuse([new GraphQLError('Operation not found in the document', { extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })]);
         }
         // graphql-ws holds this payload for the subscription's life: keep only what the operation reads.
         const variables = declaredVariables(operation, sent);
         (payload as { variables?: Record<string, unknown> }).variables = variables;
         try {
           assertOperationComplexity(document, operation);
-          await rateLimits.operation(ctx.extra.caller ?? null, operation, 'ws');
+          await rateLimits.operation(ctx.extra.caller ?? null, operation, 'ws', ctx.extra.clientIp ?? null);
         } catch (error) {
           return [error as GraphQLError];
         }

@@ -66,7 +66,13 @@ const CORS_PREFLIGHT = {
   'access-control-max-age': '86400',
 };
 
-/** Web apps on other origins call /graphql with a bearer token (no cookies), so CORS needs no credentials. */
+/** Headers a browser script may read: when to retry a refusal (429, 503), and the request's id for support. */
+const CORS_EXPOSE = 'retry-after, x-request-id';
+
+/**
+ * Web apps on other origins call /graphql with a bearer token (no cookies), so CORS needs no credentials.
+ * Set before any answer is written, so every response of /graphql carries it: Apollo's, and the early refusals.
+ */
 function allowOrigin(req: IncomingMessage, res: ServerResponse, origins: '*' | string[]): void {
   const origin = req.headers.origin;
   if (!origin) return;
@@ -74,7 +80,8 @@ function allowOrigin(req: IncomingMessage, res: ServerResponse, origins: '*' | s
   else if (origins.includes(origin)) {
     res.setHeader('access-control-allow-origin', origin);
     res.setHeader('vary', 'origin');
-  }
+  } else return;
+  res.setHeader('access-control-expose-headers', CORS_EXPOSE);
 }
 
 function wantsHtml(req: IncomingMessage): boolean {

@@ -30,11 +30,14 @@ export const SUBSCRIPTION_RETRY_AFTER_MS = 1000;
 /** graphql-js counts tokens while it parses and aborts past the bound: a huge document costs microseconds. */
 export const parseOptions = (limits: EdgeLimits) => ({ maxTokens: limits.maxQueryTokens });
 
-/** Parses a WebSocket operation with the same bound as Apollo's HTTP path, or says why not. */
+/**
+ * Parses a WebSocket operation with the same bound as Apollo's HTTP path, or says why not. Without locations:
+ * a subscription holds its document for its whole life, and a node's location would hold the whole text.
+ */
 export function parseDocument(source: unknown, limits: EdgeLimits): DocumentNode | GraphQLError[] {
   if (typeof source !== 'string') return [parseFailed('query must be a string')];
   try {
-    return parse(source, parseOptions(limits));
+    return parse(source, { ...parseOptions(limits), noLocation: true });
   } catch (error) {
     return [parseFailed(error instanceof Error ? error.message : 'Syntax error')];
   }

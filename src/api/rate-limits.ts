@@ -67,12 +67,11 @@ const oneSecondsWorth = (rate: number): number => Math.max(1, rate);
 
 export const retryAfterSeconds = (ms: number): string => String(Math.max(1, Math.ceil(ms / 1000)));
 
-/** A request refused whole, before any GraphQL ran: 429 (rate) or 503 (a dependency), with Retry-After. */
+/** A request refused whole, before any GraphQL ran: 429 (rate) or 503 (a dependency), with Retry-After (exposed to browsers by the CORS headers set before). */
 export function refuseWhole(res: ServerResponse, status: 429 | 503, code: 'RATE_LIMITED' | 'SERVICE_UNAVAILABLE', message: string, retryAfterMs: number): void {
   res.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
     'retry-after': retryAfterSeconds(retryAfterMs),
-    'access-control-expose-headers': 'retry-after, x-request-id',
   });
   res.end(JSON.stringify({ errors: [{ message, extensions: { code, retryAfterMs } }] }));
 }
@@ -114,31 +113,34 @@ export class RateLimits {
   }
 
   /**
-   * One operation of a signed-in caller (over HTTP, or a WebSocket subscribe): throws RATE_LIMITED when the
-   * user's bucket is empty. Admins and merchants (back-end service accounts) are exempt, and so is an operation
-   * made only of issueCoupon, which has a bucket of its own.
+   * One operation (over HTTP, or a WebSocket subscribe): throws RATE_LIMITED when its bucket is empty. A
+   * signed-in caller's is the user's: admins and merchants (back-end service accounts) are exempt, and so is an
+   * operation made only of issueCoupon, which has a bucket of its own. An anonymous caller's is the address's
+   * anonymous bucket: `anonymousIp` is given over WebSocket only, since an anonymous HTTP request was already
+   * charged to it once at the edge (http-server.ts), and one socket may carry any number of operations.
    */
-  async operation(caller: Caller | null, operation: OperationDefinitionNode, transport: 'http' | 'ws'): Promise<void> {
+  async operation(caller: Caller | null, operation: OperationDefinitionNode, transport: 'http' | 'ws', anonymousIp: string | null = null): Promise<void> {
     if (onlyIssueCoupon(operation)) return;
-    const wait = await this.takeUserToken(caller);
-    if (wait > 0) {
-      this.onRefused('user');
-      throw rateLimitedError(wait, transport);
-    }
+    const wait = await this.takeToken(caller, anonymousIp);
+    if (wait > 0) throw rateLimitedError(wait, transport);
   }
 
   /**
-   * A signed-in caller's document that never became an operation (it did not parse or validate) still costs
-   * the server its parse: it takes a token too, so a stream of broken documents is bounded like the rest.
+   * A document that never became an operation (it did not parse or validate) still costs the server its parse:
+   * it takes a token too (the same one `operation` would), so a stream of broken documents is bounded like the rest.
    */
-  async invalidDocument(caller: Caller | null): Promise<void> {
-    if ((await this.takeUserToken(caller)) > 0) this.onRefused('user');
+  async invalidDocument(caller: Caller | null, anonymousIp: string | null = null): Promise<void> {
+    await this.takeToken(caller, anonymousIp);
   }
 
-  private async takeUserToken(caller: Caller | null): Promise<number> {
+  /** 0 when the call may go on, else ms to wait; a refusal is counted. */
+  private async takeToken(caller: Caller | null, anonymousIp: string | null): Promise<number> {
+    if (!caller) return anonymousIp === null ? 0 : this.anonymous(anonymousIp);
     const rate = this.config.userPerSecond;
-    if (!caller || rate <= 0 || caller.isAdmin || caller.isMerchant) return 0;
-    return this.limiter.take(this.keys.userBucket(caller.userId), rate, oneSecondsWorth(rate));
+    if (rate <= 0 || caller.isAdmin || caller.isMerchant) return 0;
+    const wait = await this.limiter.take(this.keys.userBucket(caller.userId), rate, oneSecondsWorth(rate));
+    if (wait > 0) this.onRefused('user');
+    return wait;
   }
 
   /**

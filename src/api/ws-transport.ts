@@ -2,29 +2,38 @@ import type { IncomingMessage } from 'node:http';
 import { CloseCode, handleProtocols, makeServer, type ServerOptions } from 'graphql-ws';
 import type { WebSocket, WebSocketServer } from 'ws';
 
-/** What every graphql-ws hook finds in ctx.extra: the socket, its upgrade request, and variables set aside. */
+/** What a subscribe message carried that graphql-ws is not given to hold: its document text and variables. */
+export interface SetAside {
+  query: unknown;
+  variables: unknown;
+}
+
+/** What every graphql-ws hook finds in ctx.extra: the socket, its upgrade request, and what was set aside. */
 export interface WsExtra {
   readonly socket: WebSocket;
   readonly request: IncomingMessage;
-  /** The variables of subscribe messages, by operation id, until onSubscribe takes them (takeVariables). */
-  readonly variables: Map<string, unknown>;
+  /** The document text and variables of subscribe messages, by operation id, until onSubscribe takes them (takeSetAside). */
+  readonly setAside: Map<string, SetAside>;
 }
 
-/** The variables a subscribe message carried; each is handed over once. */
-export function takeVariables(extra: WsExtra, id: string): unknown {
-  const variables = extra.variables.get(id);
-  extra.variables.delete(id);
-  return variables;
+/** What a subscribe message carried, handed over once; undefined for one that went through untouched. */
+export function takeSetAside(extra: WsExtra, id: string): SetAside | undefined {
+  const held = extra.setAside.get(id);
+  extra.setAside.delete(id);
+  return held;
 }
 
 /**
  * graphql-ws keeps the text of a subscribe message for the subscription's whole life (its message handler
- * runs until the subscription ends). So the variables are taken out of the text before it gets there, and
- * the operation keeps only those it declares (see onSubscribe). Anything that is not a well-formed
- * subscribe message goes through untouched: graphql-ws answers it.
+ * runs until the subscription ends). So the document text and the variables are taken out of the text before
+ * it gets there (the query left an empty string, which graphql-ws's check of the message still accepts), and
+ * the operation keeps only the parsed document, without locations, and the variables it declares (see
+ * onSubscribe). A document's comments are not tokens: without this, a subscription whose text is mostly comment
+ * would hold up to a frame's worth. Anything that is not a well-formed subscribe message goes through untouched:
+ * graphql-ws answers it.
  */
-function setVariablesAside(text: string, held: Map<string, unknown>): string {
-  if (!text.includes('"variables"') && !text.includes('"extensions"')) return text;
+function setAside(text: string, held: Map<string, SetAside>): string {
+  if (!text.includes('"subscribe"')) return text;
   let message: unknown;
   try {
     message = JSON.parse(text);
@@ -32,16 +41,23 @@ function setVariablesAside(text: string, held: Map<string, unknown>): string {
     return text;
   }
   if (!isSubscribe(message)) return text;
-  held.set(message.id, message.payload.variables);
+  held.set(message.id, { query: message.payload.query, variables: message.payload.variables });
+  message.payload.query = '';
   delete message.payload.variables;
   delete message.payload.extensions; // nothing here reads request extensions
   return JSON.stringify(message);
 }
 
-function isSubscribe(message: unknown): message is { id: string; payload: { variables?: unknown; extensions?: unknown } } {
+function isSubscribe(message: unknown): message is { id: string; payload: { query: string; variables?: unknown; extensions?: unknown } } {
   if (typeof message !== 'object' || message === null) return false;
   const { type, id, payload } = message as Record<string, unknown>;
-  return type === 'subscribe' && typeof id === 'string' && typeof payload === 'object' && payload !== null;
+  return (
+    type === 'subscribe' &&
+    typeof id === 'string' &&
+    typeof payload === 'object' &&
+    payload !== null &&
+    typeof (payload as Record<string, unknown>).query === 'string'
+  );
 }
 
 /**
@@ -51,7 +67,7 @@ function isSubscribe(message: unknown): message is { id: string; payload: { vari
  * - a frame over the size bound makes `ws` close with 1009 and emit an error the starter prints; here the
  *   close is the whole answer;
  * - a peer that does not answer a ping within one interval is dropped (the interval is configured);
- * - a subscription must not hold on to a client's variables (setVariablesAside).
+ * - a subscription must not hold on to a client's document text or variables (setAside).
  * Errors that are ours still reach `onInternalError`, which logs them.
  */
 export function serveWebSocket<P extends Record<string, unknown> | undefined, E extends Record<PropertyKey, unknown>>(
@@ -75,7 +91,7 @@ export function serveWebSocket<P extends Record<string, unknown> | undefined, E 
     }, pingIntervalMs);
     heartbeat.unref();
 
-    const variables = new Map<string, unknown>();
+    const held = new Map<string, SetAside>();
     const closed = server.opened(
       {
         protocol: socket.protocol,
@@ -88,13 +104,13 @@ export function serveWebSocket<P extends Record<string, unknown> | undefined, E 
         close: (code, reason) => socket.close(code, reason),
         onMessage: (handle) =>
           socket.on('message', (data: Buffer) => {
-            handle(setVariablesAside(data.toString(), variables)).catch((error: unknown) => {
+            handle(setAside(data.toString(), held)).catch((error: unknown) => {
               onInternalError(error);
               socket.close(CloseCode.InternalServerError, 'Internal server error');
             });
           }),
       },
-      { socket, request, variables } as WsExtra & Partial<E>,
+      { socket, request, setAside: held } as WsExtra & Partial<E>,
     );
 
     socket.once('close', (code, reason) => {

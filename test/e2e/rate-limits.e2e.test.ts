@@ -7,6 +7,7 @@ import { startTestApp } from '../helpers/app';
 import { httpGraphQL, record, tokenFor, wsClient } from '../helpers/clients';
 import { createTestEnvironment, type TestEnvironment } from '../helpers/environment';
 import { bearer, postGraphQL, upgrade, type RawResponse } from '../helpers/raw-http';
+import { endOf, openRaw } from '../helpers/raw-ws';
 
 /**
  * The rate limits of API.md "Limits", attacked over real HTTP and WebSocket.
@@ -188,6 +189,41 @@ describe('other operations per user', () => {
   });
 });
 
+describe('broken documents over WebSocket', () => {
+  test.each([
+    ['does not parse', '{ myCoupons { id '],
+    ['does not validate', '{ noSuchField }'],
+  ])('When a user sends a document over WebSocket that %s, then it takes a token as over HTTP', async (_case, broken) => {
+    const token = await tokenFor(`ws-scribbler-${broken.length}`);
+    const from = { 'x-forwarded-for': `192.0.2.${80 + broken.length}` };
+    const socket = await openRaw(strict.url, { headers: from });
+    try {
+      await socket.init(`Bearer ${token}`);
+      socket.subscribe('broken', broken);
+      expect((await socket.waitFor(endOf('broken'))).type).toBe('error');
+
+      expectRefusedWhole(await postGraphQL(strict.url, MY_COUPONS, {}, { ...bearer(token), ...from }));
+    } finally {
+      socket.ws.terminate();
+    }
+  });
+
+  test('When an anonymous socket sends broken documents, then they take its address\'s anonymous tokens', async () => {
+    const from = { 'x-forwarded-for': '192.0.2.90' };
+    const socket = await openRaw(strict.url, { headers: from }); // the upgrade takes 1 of 2
+    try {
+      await socket.init();
+      socket.subscribe('broken', '{ noSuchField }');
+      await socket.waitFor(endOf('broken'));
+      socket.subscribe('next', '{ promotions(first: 1) { id } }');
+
+      expect(await socket.waitFor(endOf('next'))).toMatchObject({ type: 'error', payload: [{ extensions: { code: 'RATE_LIMITED' } }] });
+    } finally {
+      socket.ws.terminate();
+    }
+  });
+});
+
 describe('anonymous requests per client IP', () => {
   test('When one address sends anonymous requests past its rate, then 429 with Retry-After and CORS, whatever it puts left of the trusted hop', async () => {
     const spoofed = (i: number) => ({ 'x-forwarded-for': `10.9.9.${i}, 198.51.100.20`, origin: 'https://shop.example' });
@@ -223,6 +259,25 @@ describe('anonymous requests per client IP', () => {
     expect(await upgrade(strict.url, { 'x-forwarded-for': '198.51.100.31' })).toBe('open');
   });
 
+  test('When an anonymous WebSocket sends operations past its address\'s rate, then each extra one gets an error message RATE_LIMITED with retryAfterMs and the connection stays', async () => {
+    const socket = await openRaw(strict.url, { headers: { 'x-forwarded-for': '198.51.100.40' } }); // the upgrade takes 1 of 2
+    try {
+      await socket.init();
+      const started = process.hrtime.bigint();
+      for (let i = 0; i < 10; i++) socket.subscribe(`q${i}`, '{ promotions(first: 1) { id } }');
+      const ends = await Promise.all(Array.from({ length: 10 }, (_, i) => socket.waitFor(endOf(`q${i}`))));
+      const elapsed = seconds(started);
+
+      const refused = ends.filter((m) => m.type === 'error');
+      expect(10 - refused.length).toBeGreaterThanOrEqual(1);
+      expect(10 - refused.length).toBeLessThanOrEqual(1 + Math.floor(2 * elapsed));
+      for (const m of refused) expect(m.payload).toEqual([expect.objectContaining({ extensions: { code: 'RATE_LIMITED', retryAfterMs: expect.any(Number) } })]);
+      expect(socket.ws.readyState).toBe(socket.ws.OPEN);
+    } finally {
+      socket.ws.terminate();
+    }
+  });
+
   test('When TRUST_PROXY is 0, then X-Forwarded-For is ignored and the socket address is the client', async () => {
     const query = '{ promotions(first: 1) { id } }';
     const results = await Promise.all(
@@ -231,6 +286,23 @@ describe('anonymous requests per client IP', () => {
 
     // 120 different forwarded addresses, one socket address: the defaults (50/s, bursts of 50) refuse some.
     expect(results.filter((r) => r.status === 429).length).toBeGreaterThan(0);
+  });
+});
+
+describe('CORS on early refusals', () => {
+  test('When a browser request is refused early (429 of a user\'s rate, 401, 413), then Retry-After and x-request-id are exposed', async () => {
+    const origin = { origin: 'https://shop.example' };
+    const token = await tokenFor('cors-reader');
+    const first = await postGraphQL(strict.url, MY_COUPONS, {}, { ...bearer(token), ...origin, 'x-forwarded-for': '192.0.2.70' });
+    const limited = await postGraphQL(strict.url, MY_COUPONS, {}, { ...bearer(token), ...origin, 'x-forwarded-for': '192.0.2.70' });
+    const unauthenticated = await postGraphQL(strict.url, MY_COUPONS, {}, { authorization: 'Bearer x.y.z', ...origin, 'x-forwarded-for': '192.0.2.71' });
+    const tooLarge = await postGraphQL(strict.url, MY_COUPONS, { pad: 'x'.repeat(70 * 1024) }, { ...origin, 'x-forwarded-for': '192.0.2.72' });
+
+    expect([first.status, limited.status, unauthenticated.status, tooLarge.status]).toEqual([200, 429, 401, 413]);
+    for (const r of [first, limited, unauthenticated, tooLarge]) {
+      expect(r.headers.get('access-control-allow-origin')).toBe('*');
+      expect(r.headers.get('access-control-expose-headers')).toBe('retry-after, x-request-id');
+    }
   });
 });
 

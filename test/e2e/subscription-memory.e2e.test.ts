@@ -35,8 +35,15 @@ function startService(extraEnv: Record<string, string>): Promise<{ url: string; 
   return service.started.then((url) => ({ url, exited }));
 }
 
-test(`When one socket opens ${SUBSCRIPTIONS} subscriptions each carrying ~1 MB of undeclared variables, then a ${HEAP_MB} MB heap holds and the service still answers`, async () => {
-  // Frames, subscriptions and the per-user rate allowed large enough that only the retention of variables is
+const FEED = 'subscription ($p: ID) { couponIssued(promotionId: $p) { requestId } }';
+
+test.each([
+  // A distinct string each time, so nothing is shared between the messages.
+  ['~1 MB of undeclared variables', (i: number) => ({ query: FEED, variables: { p: 'x', padding: `${i}`.padEnd(1_000_000, 'x') } })],
+  // Comments are not tokens: MAX_QUERY_TOKENS lets them through, so the text must not be kept.
+  ['a query with a ~1 MB comment', (i: number) => ({ query: `# ${`${i}`.padEnd(1_000_000, 'x')}\n${FEED}`, variables: { p: 'x' } })],
+])(`When one socket opens ${SUBSCRIPTIONS} subscriptions each carrying %s, then a ${HEAP_MB} MB heap holds and the service still answers`, async (_case, message) => {
+  // Frames, subscriptions and the per-user rate allowed large enough that only what a subscription keeps is
   // tested here: every one of the subscriptions must be live, holding whatever it keeps.
   const { url, exited } = await startService({
     MAX_BODY_BYTES: String(2 * 1024 * 1024),
@@ -47,8 +54,8 @@ test(`When one socket opens ${SUBSCRIPTIONS} subscriptions each carrying ~1 MB o
   await socket.init(`Bearer ${await tokenFor('mallory')}`);
 
   for (let i = 0; i < SUBSCRIPTIONS; i++) {
-    // A distinct string each time, so nothing is shared between the messages.
-    socket.subscribe(`s${i}`, 'subscription ($p: ID) { couponIssued(promotionId: $p) { requestId } }', { p: 'x', padding: `${i}`.padEnd(1_000_000, 'x') });
+    const { query, variables } = message(i);
+    socket.subscribe(`s${i}`, query, variables);
     if (i % 10 === 9) {
       socket.subscribe(`probe${i}`, '{ promotion(id: "x") { id } }');
       // A socket closed under the test most likely means the process died: then say so, with its last output.
@@ -66,4 +73,7 @@ test(`When one socket opens ${SUBSCRIPTIONS} subscriptions each carrying ~1 MB o
   expect(socket.messages.filter((m) => m.id?.startsWith('s') && m.type !== 'next')).toEqual([]);
   expect(socket.ws.readyState).toBe(socket.ws.OPEN);
   socket.ws.close();
+  await socket.closed;
+  child?.kill('SIGKILL');
+  await exited;
 });

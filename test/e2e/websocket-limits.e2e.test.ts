@@ -1,4 +1,7 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { startApp, type RunningApp } from '../../src/app';
@@ -118,6 +121,63 @@ test('When a user opens an 11th connection, then it is closed with 4429 after co
     sockets.push(again);
     return again.init(`Bearer ${bob}`).then(() => true, () => undefined);
   }, 5000, 'a connection once one closed');
+});
+
+test('When a socket closes while its token is being verified, then its per-user slot is not kept: the user\'s next connection is accepted', async () => {
+  // An identity provider whose key set takes 500 ms: the first socket leaves while the service waits for it.
+  const { publicKey, privateKey } = await generateKeyPair('RS256');
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'slow', alg: 'RS256', use: 'sig' };
+  const keyServer = createServer((_req, res) =>
+    setTimeout(() => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ keys: [jwk] }));
+    }, 500),
+  );
+  await new Promise<void>((resolve) => keyServer.listen(0, '127.0.0.1', resolve));
+  const one = await startApp(
+    env.config({
+      JWT_JWKS_URL: `http://127.0.0.1:${(keyServer.address() as AddressInfo).port}/jwks`,
+      WS_MAX_CONNECTIONS_PER_USER: '1',
+      RATE_LIMIT_USER_PER_SECOND: '0',
+      RATE_LIMIT_ANON_PER_SECOND: '0',
+    }),
+    pino({ level: 'silent' }),
+  );
+  const sign = (ttlSeconds: number) =>
+    new SignJWT({})
+      .setProtectedHeader({ alg: 'RS256', kid: 'slow' })
+      .setSubject('frank')
+      .setIssuedAt()
+      .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds)
+      .sign(privateKey);
+  try {
+    const dropped = await openRaw(one.url);
+    sockets.push(dropped);
+    dropped.ws.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${await sign(600)}` } }));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    dropped.ws.terminate();
+    await dropped.closed;
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // the key set arrives; the first socket is long gone
+
+    const next = await openRaw(one.url);
+    sockets.push(next);
+    await expect(next.init(`Bearer ${await sign(700)}`)).resolves.toBeUndefined();
+  } finally {
+    for (const s of sockets.splice(0)) s.ws.terminate();
+    await one.stop();
+    keyServer.close();
+  }
+});
+
+test('When the authorization has whitespace after the token, then the connection is still closed with 4403 when the token expires', async () => {
+  // exp 4 s ago: within the 5 s clock-skew allowance for about one more second.
+  const token = await tokenFor('trailing', { ttlSeconds: -4 });
+  const socket = await open(`Bearer ${token}  `);
+
+  expect(await Promise.race([socket.closed, new Promise((resolve) => setTimeout(() => resolve('still open'), 4000))])).toEqual({
+    code: 4403,
+    reason: 'Token expired',
+  });
 });
 
 test('When one address opens more anonymous connections than WS_MAX_ANON_CONNECTIONS_PER_IP, then the extra one is closed with 4429', async () => {
