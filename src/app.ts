@@ -167,12 +167,11 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   let consumer: StreamConsumer | null = null;
   if (reader) {
     const queue = new RedisStreamQueue(redis, reader, keys, statusTtlMs);
-    const { name, ...options } = config.consumer;
     consumer = new StreamConsumer(
       queue,
       couponRepository,
       failureRepository,
-      { ...options, consumerName: name, host: hostname() },
+      { ...config.consumer, host: hostname() },
       metrics.consumerObserver(logger),
     );
     consumer.start();

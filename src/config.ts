@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { ConsumerOptions } from './consumer/stream-consumer';
 
 const DEV_JWT_SECRET = 'dev-only-secret-change-me-0123456789abcdef';
 
@@ -95,16 +96,8 @@ export interface Config {
   role: 'api' | 'consumer' | 'all';
   logLevel: string;
   migrate: boolean;
-  consumer: {
-    /** A fixed name in the consumer group; unset: a stable `<host>-<n>` (README: recovery). */
-    name?: string;
-    batchSize: number;
-    blockMs: number;
-    heartbeatMs: number;
-    deadAfterMs: number;
-    maxDeliveries: number;
-    maxBackoffMs: number;
-  };
+  /** The consumer's settings, as it takes them (the host is the process's own). */
+  consumer: Omit<ConsumerOptions, 'host'>;
   statusTtlSeconds: number;
   shutdownTimeoutMs: number;
   /** How often every process checks that PostgreSQL and Redis agree on the promotions, and repairs them. */
@@ -160,7 +153,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.LOG_LEVEL,
     migrate: e.MIGRATE === 'true',
     consumer: {
-      name: e.CONSUMER_NAME,
+      consumerName: e.CONSUMER_NAME,
       batchSize: e.CONSUMER_BATCH_SIZE,
       blockMs: e.CONSUMER_BLOCK_MS,
       heartbeatMs: e.CONSUMER_HEARTBEAT_MS,
