@@ -98,7 +98,7 @@ export function createLimitedHttpServer(limits: EdgeLimits): Server {
 
 /**
  * Open WebSocket connections per user and, for anonymous ones, per client IP, in this process.
- * `admit` returns the release function to call when the connection closes, or null when over the bound.
+ * `admit` says whether one more may open (and counts it); `release` gives its slot back when it closes.
  */
 export class WebSocketConnections {
   private readonly perUser = new Map<string, number>();
@@ -106,21 +106,56 @@ export class WebSocketConnections {
 
   constructor(private readonly limits: EdgeLimits) {}
 
-  admit(caller: Caller | null, ip: string): (() => void) | null {
-    const [counts, key, max] = caller
-      ? [this.perUser, caller.userId, this.limits.wsMaxConnectionsPerUser]
-      : [this.anonPerIp, ip, this.limits.wsMaxAnonConnectionsPerIp];
+  admit(caller: Caller | null, ip: string): boolean {
+    const [counts, key, max] = this.slot(caller, ip);
     const open = counts.get(key) ?? 0;
-    if (open >= max) return null;
+    if (open >= max) return false;
     counts.set(key, open + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const left = (counts.get(key) ?? 1) - 1;
-      if (left > 0) counts.set(key, left);
-      else counts.delete(key);
-    };
+    return true;
+  }
+
+  /** Once per admitted connection, with the caller and address it was admitted with. */
+  release(caller: Caller | null, ip: string): void {
+    const [counts, key] = this.slot(caller, ip);
+    const left = (counts.get(key) ?? 1) - 1;
+    if (left > 0) counts.set(key, left);
+    else counts.delete(key);
+  }
+
+  private slot(caller: Caller | null, ip: string): [Map<string, number>, string, number] {
+    return caller ? [this.perUser, caller.userId, this.limits.wsMaxConnectionsPerUser] : [this.anonPerIp, ip, this.limits.wsMaxAnonConnectionsPerIp];
+  }
+}
+
+/**
+ * Parsed and validated WebSocket documents by their text. A subscription holds its document for its whole
+ * life, and a crowd subscribes with one or a few texts: they share one document instead of a copy each (and
+ * skip parse and validation). Only documents that passed validation are kept, so a refused one is parsed, and
+ * takes its rate token, every time. Bounded in entries and in the length of a text; the least recently used
+ * entry makes room.
+ */
+export class DocumentCache {
+  private readonly documents = new Map<string, DocumentNode>();
+
+  constructor(
+    private readonly maxEntries = 500,
+    private readonly maxTextLength = 8192,
+  ) {}
+
+  get(text: string): DocumentNode | undefined {
+    const document = this.documents.get(text);
+    if (document) {
+      // Map keeps insertion order: moving it last keeps the least recently used first.
+      this.documents.delete(text);
+      this.documents.set(text, document);
+    }
+    return document;
+  }
+
+  set(text: string, document: DocumentNode): void {
+    if (text.length > this.maxTextLength) return;
+    if (this.documents.size >= this.maxEntries) this.documents.delete(this.documents.keys().next().value as string);
+    this.documents.set(text, document);
   }
 }
 
