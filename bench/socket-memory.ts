@@ -34,6 +34,8 @@ const CLIENT_SOCKETS = 10_000;
 const IN_FLIGHT = 100;
 /** Sockets already counted in a measurement are warmed up with: code paths loaded, pools grown. */
 const WARM_UP_SOCKETS = 200;
+/** After the warm-up sockets close, this long for all they held to go (the 3 s connection_init wait holds a socket). */
+const WARM_UP_DRAIN_MS = 4000;
 const SUBSCRIPTION = 'subscription Feed($p: ID) { couponIssued(promotionId: $p) { requestId status coupon { code } } }';
 
 const log = (message: string) => process.stderr.write(`socket-memory: ${message}\n`);
@@ -390,7 +392,7 @@ export async function measureSocketMemory(options: SocketMemoryOptions): Promise
     await openUpTo(run, WARM_UP_SOCKETS, 'warm-');
     await ask(run.clients[0] as ChildProcess, { kind: 'close' }, 'closed');
     run.opened = 0;
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, WARM_UP_DRAIN_MS));
     const baseline = await measure(run);
     log(`baseline: rss ${kib(baseline.rssBytes)} KiB, heap ${kib(baseline.heapUsedBytes)} KiB`);
     const points: SocketMemoryPoint[] = [];
@@ -410,6 +412,7 @@ export async function measureSocketMemory(options: SocketMemoryOptions): Promise
       await openUpTo(snap, WARM_UP_SOCKETS, 'warm-');
       await ask(snap.clients[0] as ChildProcess, { kind: 'close' }, 'closed');
       snap.opened = 0;
+      await new Promise((r) => setTimeout(r, WARM_UP_DRAIN_MS));
       await snap.inspector.settle();
       const before = await snap.inspector.snapshot();
       await openUpTo(snap, options.snapshotAt, 'snap-');

@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
-import { GraphQLError, getOperationAST, validate, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { GraphQLError, createSourceEventStream, execute, getOperationAST, validate, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { WebSocketServer } from 'ws';
 import type { EdgeLimits } from '../config';
 import { UnavailableError } from '../domain/errors';
@@ -176,9 +176,18 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
           contextValue: options.context(ctx.extra.caller ?? null, ctx.extra.clientIp ?? null),
         };
       },
-      onOperation: (ctx, _id, _payload, _args, result) => {
+      // graphql-js's subscribe() is createSourceEventStream() and a map of each event through execute(); here the
+      // map is done by the backlog (onOperation), so a subscription holds one layer less for its whole life.
+      // (The stream holds events, not yet results, until onOperation maps it.)
+      subscribe: (args) => createSourceEventStream(args) as Promise<AsyncIterable<ExecutionResult> | ExecutionResult>,
+      onOperation: (ctx, _id, _payload, args, result) => {
         if (!isAsyncIterable(result)) return undefined;
-        return boundedBacklog(result, limits.wsMaxBacklog, () => ctx.extra.socket.close(CLOSE_BACKLOG_OVERFLOW, 'Subscriber too slow'));
+        return boundedBacklog(
+          result as AsyncIterable<unknown>,
+          limits.wsMaxBacklog,
+          () => ctx.extra.socket.close(CLOSE_BACKLOG_OVERFLOW, 'Subscriber too slow'),
+          (event) => execute({ ...args, rootValue: event }),
+        );
       },
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors ? { ...result, errors: result.errors.map((e) => formatError(e.toJSON(), e)) } : undefined,
