@@ -310,6 +310,7 @@ async function main(): Promise<number> {
   const options = parseArgs(process.argv.slice(2));
   const result = await measureSocketMemory(options);
   const markdown = render(options, result);
+  if (result.snapshotFiles.length > 0) log(`heap snapshots (open in DevTools, Memory tab): ${result.snapshotFiles.join(', ')}`);
   process.stdout.write(`\n${markdown}\n`);
   const out = resolve(ROOT, argValue(process.argv.slice(2), '--out') ?? 'bench/results/socket-memory.md');
   mkdirSync(dirname(out), { recursive: true });
@@ -461,7 +462,7 @@ function render(options: SocketMemoryOptions, result: SocketMemoryResult): strin
       '| --- | --- | --- |',
       ...result.snapshotDiff.slice(0, 30).map((r) => `| ${r.key.replace(/\|/g, '\\|')} | ${fmt(r.count / n, 2)} | ${fmt(r.selfSize / n)} |`),
       '',
-      `Total: ${fmt(result.snapshotDiff.reduce((sum, r) => sum + r.selfSize, 0) / n)} bytes a socket. Snapshots: ${result.snapshotFiles.join(', ')}`,
+      `Total: ${fmt(result.snapshotDiff.reduce((sum, r) => sum + r.selfSize, 0) / n)} bytes a socket (self sizes of everything the sockets added).`,
     );
   }
   return lines.join('\n');

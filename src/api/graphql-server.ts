@@ -174,6 +174,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
           operationName: payload.operationName,
           variableValues: variables,
           contextValue: options.context(ctx.extra.caller ?? null, ctx.extra.clientIp ?? null),
+          rootValue: undefined, // present, so graphql-ws does not add it later and grow the object it keeps
         };
       },
       // graphql-js's subscribe() is createSourceEventStream() and a map of each event through execute(); here the

@@ -261,7 +261,8 @@ function ignore(): void {}
  * - a peer that does not answer a ping within one interval is dropped (the interval is configured);
  * - a subscription must not hold on to a client's document text or variables (setAside);
  * - what a socket costs while it waits is kept small: one object per socket, no timer per socket (the
- *   heartbeat, the connection_init wait and the token expiries run on shared timers), no upgrade request.
+ *   heartbeat, the connection_init wait and the token expiries run on shared timers), neither the upgrade
+ *   request nor the connection_init payload kept once read.
  * Errors that are ours still reach `onInternalError`, which logs them.
  */
 export function serveWebSocket<P extends Record<string, unknown> | undefined, E extends Record<PropertyKey, unknown>>(
@@ -282,7 +283,9 @@ export function serveWebSocket<P extends Record<string, unknown> | undefined, E 
       try {
         return await userOnConnect?.(ctx);
       } finally {
+        // Read once: neither the upgrade request nor the token sent with connection_init is kept for the socket's life.
         connection.request = null;
+        (ctx as { connectionParams?: unknown }).connectionParams = undefined;
       }
     },
   });
