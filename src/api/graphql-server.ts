@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
-import { GraphQLError, getOperationAST, validate, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { GraphQLError, createSourceEventStream, execute, getOperationAST, validate, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { WebSocketServer } from 'ws';
 import type { EdgeLimits } from '../config';
 import { UnavailableError } from '../domain/errors';
@@ -14,6 +14,7 @@ import { createErrorFormatter } from './errors';
 import {
   CLOSE_BACKLOG_OVERFLOW,
   CLOSE_TOO_MANY_CONNECTIONS,
+  DocumentCache,
   WebSocketConnections,
   boundedBacklog,
   declaredVariables,
@@ -24,26 +25,11 @@ import {
   validationRules,
   variableErrors,
 } from './limits';
-import { serveWebSocket, takeSetAside } from './ws-transport';
+import { closeAtExpiry, serveWebSocket, takeSetAside } from './ws-transport';
 import { retryAfterSeconds, type RateLimits } from './rate-limits';
 
-/** Closes the socket when the token it was opened with expires, with the same code as a bad token. */
-const CLOSE_UNAUTHORIZED = 4403;
 /** The identity provider's keys could not be fetched: the token may be fine, so not 4403; reconnect later. */
 const CLOSE_SERVICE_UNAVAILABLE = 4503;
-/** setTimeout's ceiling (about 24.8 days): a later expiry is re-armed in steps. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-function closeAt(socket: { close(code: number, reason: string): void; once(event: 'close', fn: () => void): unknown }, expiresAt: number): void {
-  let timer: NodeJS.Timeout;
-  const arm = () => {
-    const left = expiresAt - Date.now();
-    timer = left > MAX_TIMER_MS ? setTimeout(arm, MAX_TIMER_MS) : setTimeout(() => socket.close(CLOSE_UNAUTHORIZED, 'Token expired'), Math.max(0, left));
-    timer.unref();
-  };
-  arm();
-  socket.once('close', () => clearTimeout(timer));
-}
 
 export interface GraphQLServerOptions {
   schema: GraphQLSchema;
@@ -101,9 +87,11 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
   });
   const connections = new WebSocketConnections(limits);
   const rules = validationRules(limits);
+  const documents = new DocumentCache();
 
-  // Per connection: who it is, from where, and the ids of its running subscriptions (queries and mutations do not count).
-  const ws = serveWebSocket<Record<string, unknown> | undefined, { caller: Caller | null; clientIp: string; subscriptions: Set<string> }>(
+  // Per connection: who it is, from where, whether it holds a connection slot, and the ids of its running
+  // subscriptions (queries and mutations do not count).
+  const ws = serveWebSocket<Record<string, unknown> | undefined, { caller: Caller | null; clientIp: string; admitted: boolean; subscriptions: string[] }>(
     {
       schema: options.schema,
       context: (ctx) => options.context(ctx.extra.caller ?? null, ctx.extra.clientIp ?? null),
@@ -118,22 +106,21 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
           if (error instanceof UnavailableError) ctx.extra.socket.close(CLOSE_SERVICE_UNAVAILABLE, 'Service unavailable');
           return false; // graphql-ws closes with 4403 Forbidden (a socket already closed stays as it was)
         }
-        const socket = ctx.extra.socket;
+        const { socket, request } = ctx.extra;
         // The client may have left while its token was checked: its 'close' has been, so a slot taken now
-        // (or a token-expiry timer armed) would never be given back.
-        if (socket.readyState !== socket.OPEN) return false;
+        // (or a token expiry scheduled) would never be given back.
+        if (socket.readyState !== socket.OPEN || !request) return false;
         const caller = identity?.caller ?? null;
-        const ip = rateLimits.clientIp(ctx.extra.request);
-        const release = connections.admit(caller, ip);
-        if (!release) {
+        const ip = rateLimits.clientIp(request);
+        if (!connections.admit(caller, ip)) {
           // Closing first makes this the code the client sees; graphql-ws's own 4403 then finds it closing.
           socket.close(CLOSE_TOO_MANY_CONNECTIONS, caller ? 'Too many connections for this user' : 'Too many connections from this address');
           return false;
         }
-        socket.once('close', release);
+        ctx.extra.admitted = true; // given back when the socket closes (onSocketClosed below)
         ctx.extra.caller = caller;
         ctx.extra.clientIp = ip;
-        if (identity && Number.isFinite(identity.expiresAtMs)) closeAt(socket, identity.expiresAtMs);
+        if (identity && Number.isFinite(identity.expiresAtMs)) closeAtExpiry(ctx.extra, identity.expiresAtMs);
         return true;
       },
       onSubscribe: async (ctx, id, payload): Promise<ExecutionArgs | readonly GraphQLError[]> => {
@@ -146,11 +133,18 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
           await rateLimits.invalidDocument(ctx.extra.caller ?? null, ctx.extra.clientIp ?? null);
           return errors;
         };
-        const document = parseDocument(held ? held.query : payload.query, limits);
-        if (Array.isArray(document)) return refuse(document);
-        const errors = validate(options.schema, document, rules);
-        if (errors.length > 0) {
-          return refuse(errors.map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })));
+        // Subscriptions that send the same text share one parsed, validated document (a crowd sends one or a few).
+        const text = held ? held.query : payload.query;
+        let document = typeof text === 'string' ? documents.get(text) : undefined;
+        if (!document) {
+          const parsed = parseDocument(text, limits);
+          if (Array.isArray(parsed)) return refuse(parsed);
+          const errors = validate(options.schema, parsed, rules);
+          if (errors.length > 0) {
+            return refuse(errors.map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })));
+          }
+          document = parsed;
+          documents.set(text as string, document);
         }
         const operation = getOperationAST(document, payload.operationName);
         if (!operation) {
@@ -168,11 +162,11 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         const badVariables = variableErrors(options.schema, operation, variables);
         if (badVariables.length > 0) return badVariables;
         if (isSubscription(operation)) {
-          // graphql-ws forgets an operation as soon as it ends or the client completes it: so do we.
-          const running = (ctx.extra.subscriptions ??= new Set());
-          for (const other of running) if (!(other in ctx.subscriptions)) running.delete(other);
-          if (running.size >= limits.wsMaxSubscriptions) return [tooManySubscriptions(limits.wsMaxSubscriptions)];
-          running.add(id);
+          // graphql-ws forgets an operation as soon as it ends or the client completes it: so do we. (An array:
+          // a connection has one or a few, and a Set would cost more than the rest of what it keeps here.)
+          const running = (ctx.extra.subscriptions ?? []).filter((other) => other in ctx.subscriptions);
+          if (running.length >= limits.wsMaxSubscriptions) return [tooManySubscriptions(limits.wsMaxSubscriptions)];
+          ctx.extra.subscriptions = running.concat(id); // concat makes it no longer than it is, push would not
         }
         return {
           schema: options.schema,
@@ -180,11 +174,21 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
           operationName: payload.operationName,
           variableValues: variables,
           contextValue: options.context(ctx.extra.caller ?? null, ctx.extra.clientIp ?? null),
+          rootValue: undefined, // present, so graphql-ws does not add it later and grow the object it keeps
         };
       },
-      onOperation: (ctx, _id, _payload, _args, result) => {
+      // graphql-js's subscribe() is createSourceEventStream() and a map of each event through execute(); here the
+      // map is done by the backlog (onOperation), so a subscription holds one layer less for its whole life.
+      // (The stream holds events, not yet results, until onOperation maps it.)
+      subscribe: (args) => createSourceEventStream(args) as Promise<AsyncIterable<ExecutionResult> | ExecutionResult>,
+      onOperation: (ctx, _id, _payload, args, result) => {
         if (!isAsyncIterable(result)) return undefined;
-        return boundedBacklog(result, limits.wsMaxBacklog, () => ctx.extra.socket.close(CLOSE_BACKLOG_OVERFLOW, 'Subscriber too slow'));
+        return boundedBacklog(
+          result as AsyncIterable<unknown>,
+          limits.wsMaxBacklog,
+          () => ctx.extra.socket.close(CLOSE_BACKLOG_OVERFLOW, 'Subscriber too slow'),
+          (event) => execute({ ...args, rootValue: event }),
+        );
       },
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors ? { ...result, errors: result.errors.map((e) => formatError(e.toJSON(), e)) } : undefined,
@@ -193,6 +197,11 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
     wsServer,
     limits.wsPingIntervalMs,
     options.onInternalError,
+    (extra) => {
+      if (!extra.admitted) return;
+      extra.admitted = false;
+      connections.release(extra.caller ?? null, extra.clientIp ?? '');
+    },
   );
 
   const apollo = new ApolloServer<GraphQLContext>({

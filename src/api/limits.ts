@@ -98,7 +98,7 @@ export function createLimitedHttpServer(limits: EdgeLimits): Server {
 
 /**
  * Open WebSocket connections per user and, for anonymous ones, per client IP, in this process.
- * `admit` returns the release function to call when the connection closes, or null when over the bound.
+ * `admit` says whether one more may open (and counts it); `release` gives its slot back when it closes.
  */
 export class WebSocketConnections {
   private readonly perUser = new Map<string, number>();
@@ -106,21 +106,56 @@ export class WebSocketConnections {
 
   constructor(private readonly limits: EdgeLimits) {}
 
-  admit(caller: Caller | null, ip: string): (() => void) | null {
-    const [counts, key, max] = caller
-      ? [this.perUser, caller.userId, this.limits.wsMaxConnectionsPerUser]
-      : [this.anonPerIp, ip, this.limits.wsMaxAnonConnectionsPerIp];
+  admit(caller: Caller | null, ip: string): boolean {
+    const [counts, key, max] = this.slot(caller, ip);
     const open = counts.get(key) ?? 0;
-    if (open >= max) return null;
+    if (open >= max) return false;
     counts.set(key, open + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const left = (counts.get(key) ?? 1) - 1;
-      if (left > 0) counts.set(key, left);
-      else counts.delete(key);
-    };
+    return true;
+  }
+
+  /** Once per admitted connection, with the caller and address it was admitted with. */
+  release(caller: Caller | null, ip: string): void {
+    const [counts, key] = this.slot(caller, ip);
+    const left = (counts.get(key) ?? 1) - 1;
+    if (left > 0) counts.set(key, left);
+    else counts.delete(key);
+  }
+
+  private slot(caller: Caller | null, ip: string): [Map<string, number>, string, number] {
+    return caller ? [this.perUser, caller.userId, this.limits.wsMaxConnectionsPerUser] : [this.anonPerIp, ip, this.limits.wsMaxAnonConnectionsPerIp];
+  }
+}
+
+/**
+ * Parsed and validated WebSocket documents by their text. A subscription holds its document for its whole
+ * life, and a crowd subscribes with one or a few texts: they share one document instead of a copy each (and
+ * skip parse and validation). Only documents that passed validation are kept, so a refused one is parsed, and
+ * takes its rate token, every time. Bounded in entries and in the length of a text; the least recently used
+ * entry makes room.
+ */
+export class DocumentCache {
+  private readonly documents = new Map<string, DocumentNode>();
+
+  constructor(
+    private readonly maxEntries = 500,
+    private readonly maxTextLength = 8192,
+  ) {}
+
+  get(text: string): DocumentNode | undefined {
+    const document = this.documents.get(text);
+    if (document) {
+      // Map keeps insertion order: moving it last keeps the least recently used first.
+      this.documents.delete(text);
+      this.documents.set(text, document);
+    }
+    return document;
+  }
+
+  set(text: string, document: DocumentNode): void {
+    if (text.length > this.maxTextLength) return;
+    if (this.documents.size >= this.maxEntries) this.documents.delete(this.documents.keys().next().value as string);
+    this.documents.set(text, document);
   }
 }
 
@@ -129,69 +164,112 @@ export class WebSocketConnections {
  * to take them. graphql-ws sends one result at a time and waits for the socket; without this bound the
  * results of a client that never reads would pile up in memory. Past the bound `onOverflow` runs once
  * (the caller closes the connection with 4503) and the source is stopped: a final state is never dropped
- * silently, the client re-subscribes by requestId and gets it replayed.
+ * silently, the client re-subscribes by requestId and gets it replayed. With `map`, each source value is
+ * mapped as it is read (a subscription's event executed into its result), so that needs no layer of its own.
  */
-export function boundedBacklog<T>(source: AsyncIterable<T>, max: number, onOverflow: () => void): AsyncIterableIterator<T, void, undefined> {
-  const iterator = source[Symbol.asyncIterator]();
-  const queue: IteratorResult<T, void>[] = [];
-  const waiting: { resolve: (result: IteratorResult<T, void>) => void; reject: (error: unknown) => void }[] = [];
-  let failure: { error: unknown } | null = null;
-  let stopped = false;
+export function boundedBacklog<S, T = S>(
+  source: AsyncIterable<S>,
+  max: number,
+  onOverflow: () => void,
+  map?: (value: S) => T | Promise<T>,
+): AsyncIterableIterator<T, void, undefined> {
+  return new BoundedBacklog(source[Symbol.asyncIterator](), max, onOverflow, map);
+}
 
-  const deliver = (result: IteratorResult<T, void>) => {
-    const reader = waiting.shift();
-    if (reader) reader.resolve(result);
-    else queue.push(result);
-  };
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    queue.length = 0;
-    deliver({ value: undefined, done: true });
-    await iterator.return?.();
-  };
+const FINISHED: IteratorResult<never, void> = { value: undefined, done: true };
 
-  void (async () => {
+interface Reader<T> {
+  resolve: (result: IteratorResult<T, void>) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * One object per subscription, its queue and readers made only when there is something in them: a
+ * subscription waiting for its event holds this, its source's pending read and graphql-ws's pending read.
+ */
+class BoundedBacklog<S, T> implements AsyncIterableIterator<T, void, undefined> {
+  private queue: IteratorResult<T, void>[] | null = null;
+  private readers: Reader<T>[] | null = null;
+  private failure: { error: unknown } | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly iterator: AsyncIterator<S>,
+    private readonly max: number,
+    private readonly onOverflow: () => void,
+    private readonly map: ((value: S) => T | Promise<T>) | undefined,
+  ) {
+    void this.pump();
+  }
+
+  private async pump(): Promise<void> {
     try {
       for (;;) {
-        const result = await iterator.next();
-        if (stopped) return;
+        const result = await this.iterator.next();
+        if (this.stopped) return;
         if (result.done) {
-          stopped = true; // finished: later reads answer done at once
-          deliver({ value: undefined, done: true });
+          this.stopped = true; // finished: later reads answer done at once
+          this.deliver(FINISHED);
           return;
         }
-        deliver(result);
-        if (queue.length > max) {
-          onOverflow();
-          await stop();
+        const value = this.map ? await this.map(result.value) : (result.value as unknown as T);
+        if (this.stopped) return;
+        this.deliver({ value, done: false });
+        if ((this.queue?.length ?? 0) > this.max) {
+          this.onOverflow();
+          await this.stop();
           return;
         }
       }
     } catch (error) {
-      if (stopped) return;
-      failure = { error };
-      for (const reader of waiting.splice(0)) reader.reject(error);
+      if (this.stopped) return;
+      this.failure = { error };
+      const readers = this.readers ?? [];
+      this.readers = null;
+      for (const reader of readers) reader.reject(error);
+      if (this.map) await this.iterator.return?.().catch(() => undefined); // a result that failed stops its source, as graphql-js does
     }
-  })();
+  }
 
-  const generator: AsyncIterableIterator<T, void, undefined> = {
-    next: () => {
-      const ready = queue.shift();
-      if (ready) return Promise.resolve(ready);
-      if (failure) return Promise.reject(failure.error);
-      if (stopped) return Promise.resolve({ value: undefined, done: true });
-      return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
-    },
-    return: async () => {
-      await stop();
-      return { value: undefined, done: true };
-    },
-    throw: async (error: unknown) => {
-      await stop();
-      throw error;
-    },
-    [Symbol.asyncIterator]: () => generator,
-  };
-  return generator;
+  private deliver(result: IteratorResult<T, void>): void {
+    const reader = this.readers?.shift();
+    if (this.readers?.length === 0) this.readers = null;
+    if (reader) reader.resolve(result);
+    else if (this.queue) this.queue.push(result);
+    else this.queue = [result];
+  }
+
+  private async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.queue = null;
+    this.deliver(FINISHED);
+    await this.iterator.return?.();
+  }
+
+  next(): Promise<IteratorResult<T, void>> {
+    const ready = this.queue?.shift();
+    if (this.queue?.length === 0) this.queue = null;
+    if (ready) return Promise.resolve(ready);
+    if (this.failure) return Promise.reject(this.failure.error);
+    if (this.stopped) return Promise.resolve(FINISHED);
+    return new Promise((resolve, reject) => {
+      if (this.readers) this.readers.push({ resolve, reject });
+      else this.readers = [{ resolve, reject }];
+    });
+  }
+
+  async return(): Promise<IteratorResult<T, void>> {
+    await this.stop();
+    return FINISHED;
+  }
+
+  async throw(error: unknown): Promise<IteratorResult<T, void>> {
+    await this.stop();
+    throw error;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
 }

@@ -1,7 +1,7 @@
 import { canSee, requireAdmin, requireUser } from './access';
 import { NotFoundError } from './errors';
 import { isPromotionId, newRequestId, promotionIdOfRequest } from './identifiers';
-import type { CouponRepository, FailureRepository, IssuanceEvents, IssuanceFeed, ReservationStore } from './ports';
+import type { CouponRepository, FailureRepository, FeedEvent, FeedListener, IssuanceEvents, ReservationStore } from './ports';
 import { validateIdempotencyKey, validatePageSize } from './promotion-rules';
 import type { Caller, Coupon, DeadLetter, Issuance, IssueOutcome, IssueResult } from './types';
 
@@ -87,8 +87,9 @@ export class IssuanceService {
     const user = requireUser(caller);
     const { requestId, promotionId } = filter;
     if (requestId == null) {
-      const feed = await this.events.watchUser(user.userId);
-      return closing(feed, finals(feed, (i) => promotionId == null || i.promotionId === promotionId));
+      const feed = new LiveFinals(this.events, user.userId, promotionId ?? null);
+      await this.events.watchUser(user.userId, feed);
+      return feed;
     }
 
     const requestPromotion = promotionIdOfRequest(requestId);
@@ -98,7 +99,8 @@ export class IssuanceService {
     // Admins may watch anyone's request: find the owner first to listen on the right channel.
     const ownerId = user.isAdmin ? (await this.lookup(requestId))?.userId : user.userId;
     if (!ownerId) throw new NotFoundError('Request');
-    const feed = await this.events.watchUser(ownerId);
+    const feed = new Feed<FeedEvent>(this.events, ownerId);
+    await this.events.watchUser(ownerId, feed);
     let current: Issuance | null;
     try {
       current = await this.lookup(requestId);
@@ -125,12 +127,84 @@ export class IssuanceService {
   }
 }
 
-/** The live final states that pass `keep`. A gap cannot be replayed here: this feed is live only (README). */
-async function* finals(feed: IssuanceFeed, keep: (issuance: Issuance) => boolean): AsyncGenerator<Issuance> {
-  try {
-    for await (const event of feed) if (event.kind === 'final' && keep(event.issuance)) yield event.issuance;
-  } finally {
-    feed.close();
+const DONE: IteratorResult<never, undefined> = { value: undefined, done: true };
+
+/**
+ * A user's live events as an async iterator: the event bus pushes them in (onFeedEvent), they wait in a queue
+ * until read. One object per subscription, with no generator, closures or pending promise chain behind it: a
+ * subscription that waits hours for its event costs this object and the one read waiting on it.
+ */
+class Feed<T> implements FeedListener, AsyncIterableIterator<T, undefined> {
+  private queue: T[] | null = null;
+  private reader: ((result: IteratorResult<T, undefined>) => void) | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly events: IssuanceEvents,
+    private readonly userId: string,
+  ) {}
+
+  /** What of an event this feed hands on; undefined: nothing. */
+  protected accept(event: FeedEvent): T | undefined {
+    return event as T;
+  }
+
+  onFeedEvent(event: FeedEvent): void {
+    if (this.closed) return;
+    const value = this.accept(event);
+    if (value === undefined) return;
+    const reader = this.reader;
+    this.reader = null;
+    if (reader) reader({ value, done: false });
+    else (this.queue ??= []).push(value);
+  }
+
+  next(): Promise<IteratorResult<T, undefined>> {
+    const queue = this.queue;
+    if (queue && queue.length > 0) return Promise.resolve({ value: queue.shift() as T, done: false });
+    if (this.closed) return Promise.resolve(DONE);
+    return new Promise((resolve) => (this.reader = resolve));
+  }
+
+  /** Stops listening at once, whatever the reader is doing; a read waiting ends. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue = null;
+    this.events.unwatchUser(this.userId, this);
+    const reader = this.reader;
+    this.reader = null;
+    reader?.(DONE);
+  }
+
+  return(): Promise<IteratorResult<T, undefined>> {
+    this.close();
+    return Promise.resolve(DONE);
+  }
+
+  throw(error?: unknown): Promise<IteratorResult<T, undefined>> {
+    this.close();
+    return Promise.reject(error);
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}
+
+/** The live final states of a user's requests, of one promotion or all. A gap cannot be replayed here: this feed is live only (README). */
+class LiveFinals extends Feed<Issuance> {
+  constructor(
+    events: IssuanceEvents,
+    userId: string,
+    private readonly promotionId: string | null,
+  ) {
+    super(events, userId);
+  }
+
+  protected override accept(event: FeedEvent): Issuance | undefined {
+    if (event.kind !== 'final') return undefined;
+    return this.promotionId === null || event.issuance.promotionId === this.promotionId ? event.issuance : undefined;
   }
 }
 
@@ -138,7 +212,7 @@ async function* finals(feed: IssuanceFeed, keep: (issuance: Issuance) => boolean
  * One request's final state: at once if already final, else when it arrives. After a gap, read it again:
  * a status that vanished (Redis lost it, and PostgreSQL never stored the request) ends the wait with NOT_FOUND.
  */
-async function* untilFinal(feed: IssuanceFeed, current: Issuance, reread: () => Promise<Issuance | null>): AsyncGenerator<Issuance> {
+async function* untilFinal(feed: Feed<FeedEvent>, current: Issuance, reread: () => Promise<Issuance | null>): AsyncGenerator<Issuance> {
   try {
     if (isFinal(current)) {
       yield current;
@@ -161,7 +235,7 @@ async function* untilFinal(feed: IssuanceFeed, current: Issuance, reread: () => 
  * A generator that was never started ignores return(), and one parked on the feed only sees it once the feed
  * yields: closing the feed first makes an unsubscribe release the channel at once, whatever the state.
  */
-function closing<T>(feed: IssuanceFeed, generator: AsyncGenerator<T>): AsyncIterableIterator<T> {
+function closing<T>(feed: Feed<FeedEvent>, generator: AsyncGenerator<T>): AsyncIterableIterator<T> {
   return {
     next: () => generator.next(),
     return: async (value?: unknown) => {

@@ -147,14 +147,17 @@ export interface ReservationStore {
  */
 export type FeedEvent = { kind: 'final'; issuance: Issuance } | { kind: 'gap' };
 
-/** A live feed of one user's final issuance states. */
-export interface IssuanceFeed extends AsyncIterable<FeedEvent> {
-  close(): void;
+/** Takes a user's feed events as they come, synchronously: it only queues them for its reader. */
+export interface FeedListener {
+  onFeedEvent(event: FeedEvent): void;
 }
 
+/** Live feeds of one user's final issuance states: the events are pushed to listeners, nothing is kept per listener. */
 export interface IssuanceEvents {
-  /** Resolves once the feed is listening, so nothing published afterwards is missed. */
-  watchUser(userId: string): Promise<IssuanceFeed>;
+  /** Resolves once the listener is listening, so nothing published afterwards is missed. */
+  watchUser(userId: string, listener: FeedListener): Promise<void>;
+  /** The listener hears nothing more; one that is not listening is ignored. */
+  unwatchUser(userId: string, listener: FeedListener): void;
 }
 
 export interface Clock {

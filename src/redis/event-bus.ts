@@ -1,19 +1,19 @@
 import type { Redis } from 'ioredis';
-import type { FeedEvent, IssuanceEvents, IssuanceFeed } from '../domain/ports';
+import type { FeedEvent, FeedListener, IssuanceEvents } from '../domain/ports';
 import { decodeIssuance } from './issuance-codec';
 import type { RedisKeys } from './keys';
-
-type Listener = (event: FeedEvent) => void;
 
 /**
  * Final issuance states over Redis pub/sub, one channel per user: an instance subscribes only to the
  * channels of users it serves, so any instance can serve any client, and no event is filtered per subscriber.
- * One subscriber connection per process, with channels reference-counted across local feeds.
+ * One subscriber connection per process, with channels reference-counted across local listeners.
+ * A channel's listeners are kept as the one listener most users have, or a Set past one: with a subscribed
+ * socket per user, a Set each would be a good part of what a socket costs.
  * Pub/sub keeps nothing for a disconnected subscriber: after a reconnect (ioredis subscribes again by itself),
- * every feed is told of the gap, so a feed waiting for one request reads its state again.
+ * every listener is told of the gap, so a feed waiting for one request reads its state again.
  */
 export class RedisIssuanceEvents implements IssuanceEvents {
-  private readonly listeners = new Map<string, Set<Listener>>();
+  private readonly listeners = new Map<string, FeedListener | Set<FeedListener>>();
   private readonly pending = new Map<string, Promise<unknown>>();
 
   constructor(
@@ -35,9 +35,10 @@ export class RedisIssuanceEvents implements IssuanceEvents {
     });
   }
 
-  /** Tells every feed that events may have been missed, so a feed waiting for one request reads it again. */
+  /** Tells every listener that events may have been missed, so a feed waiting for one request reads it again. */
   signalGap(): void {
-    for (const listeners of this.listeners.values()) for (const listener of listeners) listener({ kind: 'gap' });
+    const gap: FeedEvent = { kind: 'gap' };
+    for (const listeners of this.listeners.values()) notify(listeners, gap);
   }
 
   private dispatch(channel: string, message: string): void {
@@ -50,29 +51,21 @@ export class RedisIssuanceEvents implements IssuanceEvents {
       return; // not ours: a message that is not JSON cannot be an issuance
     }
     if (!issuance) return;
-    for (const listener of listeners) listener({ kind: 'final', issuance });
+    notify(listeners, { kind: 'final', issuance });
   }
 
-  async watchUser(userId: string): Promise<IssuanceFeed> {
+  async watchUser(userId: string, listener: FeedListener): Promise<void> {
     const channel = this.keys.userChannel(userId);
-    const queue: FeedEvent[] = [];
-    let wake: (() => void) | null = null;
-    let closed = false;
-    const listener: Listener = (event) => {
-      queue.push(event);
-      wake?.();
-    };
-
-    let set = this.listeners.get(channel);
-    if (!set) {
-      set = new Set();
-      this.listeners.set(channel, set);
-    }
-    set.add(listener);
-    if (set.size === 1) {
+    const listeners = this.listeners.get(channel);
+    if (listeners === undefined) {
+      this.listeners.set(channel, listener);
       const subscribing = this.subscriber.subscribe(channel);
       this.pending.set(channel, subscribing);
       subscribing.finally(() => this.pending.delete(channel)).catch(() => undefined);
+    } else if (listeners instanceof Set) {
+      listeners.add(listener);
+    } else if (listeners !== listener) {
+      this.listeners.set(channel, new Set([listeners, listener]));
     }
     try {
       await this.pending.get(channel);
@@ -80,40 +73,28 @@ export class RedisIssuanceEvents implements IssuanceEvents {
       this.release(channel, listener);
       throw error;
     }
-
-    const close = () => {
-      if (closed) return;
-      closed = true;
-      this.release(channel, listener);
-      wake?.();
-    };
-
-    return {
-      close,
-      [Symbol.asyncIterator]: () => ({
-        next: async (): Promise<IteratorResult<FeedEvent>> => {
-          while (!closed && queue.length === 0) {
-            await new Promise<void>((resolve) => (wake = resolve));
-            wake = null;
-          }
-          const value = queue.shift();
-          return value ? { value, done: false } : { value: undefined, done: true };
-        },
-        return: async (): Promise<IteratorResult<FeedEvent>> => {
-          close();
-          return { value: undefined, done: true };
-        },
-      }),
-    };
   }
 
-  private release(channel: string, listener: Listener): void {
-    const set = this.listeners.get(channel);
-    if (!set) return;
-    set.delete(listener);
-    if (set.size === 0) {
-      this.listeners.delete(channel);
-      this.subscriber.unsubscribe(channel).catch(() => undefined);
+  unwatchUser(userId: string, listener: FeedListener): void {
+    this.release(this.keys.userChannel(userId), listener);
+  }
+
+  private release(channel: string, listener: FeedListener): void {
+    const listeners = this.listeners.get(channel);
+    if (listeners instanceof Set) {
+      listeners.delete(listener);
+      if (listeners.size > 1) return;
+      const [last] = listeners;
+      if (last) return void this.listeners.set(channel, last);
+    } else if (listeners !== listener) {
+      return;
     }
+    this.listeners.delete(channel);
+    this.subscriber.unsubscribe(channel).catch(() => undefined);
   }
+}
+
+function notify(listeners: FeedListener | Set<FeedListener>, event: FeedEvent): void {
+  if (listeners instanceof Set) for (const listener of listeners) listener.onFeedEvent(event);
+  else listeners.onFeedEvent(event);
 }
