@@ -6,7 +6,6 @@
  * then waits for the consumer to store every queued request, checks QUEUED answers == coupon rows <= stock,
  * prints a markdown report and writes it to bench/results/latest.md. What it created is removed at the end.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -14,7 +13,9 @@ import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import { signToken } from '../src/api/auth';
-import { freePort, startBare, startService, stopChild, type Child } from './children';
+import { Cleanup } from './cleanup';
+import { freePort, serviceCommand, startBare, startService, stopChild, type Child } from './children';
+import { runCompare } from './compare';
 import { cpuBetween, snapshotCpu } from './cpu';
 import { runLoad, type LoadResult, type LoadSpec } from './load';
 import { USAGE, parseOptions, type BenchOptions } from './options';
@@ -37,44 +38,6 @@ const BUSY_MACHINE_PERCENT = 25;
 const log = (message: string) => process.stderr.write(`bench: ${message}\n`);
 const fmtInt = (n: number) => n.toLocaleString('en-US');
 
-/** Undo steps, run once, newest first, each on its own so that one failure does not skip the others. */
-class Cleanup {
-  private readonly steps: { what: string; run: () => Promise<unknown> }[] = [];
-  private running: Promise<void> | null = null;
-
-  add(what: string, run: () => Promise<unknown>): void {
-    this.steps.push({ what, run });
-  }
-
-  run(): Promise<void> {
-    return (this.running ??= (async () => {
-      for (let step = this.steps.pop(); step; step = this.steps.pop()) {
-        try {
-          await step.run();
-        } catch (error) {
-          log(`cleanup: ${step.what} failed: ${String(error)}`);
-        }
-      }
-    })());
-  }
-}
-
-/** The service as it runs in production (the build); from the sources only when asked to or when the build fails. */
-function serviceCommand(options: BenchOptions, nodeFlags: string[], notes: string[]): string[] {
-  const fromSources = ['node', ...nodeFlags, '-r', 'reflect-metadata', '-r', '@swc-node/register', 'src/main.ts'];
-  if (options.service === 'src') {
-    notes.push('The service ran from the TypeScript sources through swc (--service src), not from the build.');
-    return fromSources;
-  }
-  try {
-    execFileSync(process.execPath, ['scripts/ensure-built.js'], { cwd: ROOT, stdio: 'inherit' });
-    return ['node', ...nodeFlags, 'dist/main.js'];
-  } catch {
-    notes.push('**The build failed: the service ran from the sources through swc, so these are not the figures of dist/.**');
-    return fromSources;
-  }
-}
-
 async function main(): Promise<number> {
   let options: BenchOptions;
   try {
@@ -84,7 +47,7 @@ async function main(): Promise<number> {
     process.stderr.write(`${message}\n`);
     return message === USAGE ? 0 : 2; // --help, or a bad option
   }
-  const cleanup = new Cleanup();
+  const cleanup = new Cleanup(log);
   const interrupted = (signal: NodeJS.Signals) => {
     log(`${signal}: cleaning up`);
     void cleanup.run().finally(() => process.exit(130));
@@ -92,7 +55,7 @@ async function main(): Promise<number> {
   process.once('SIGINT', interrupted);
   process.once('SIGTERM', interrupted);
   try {
-    return await bench(options, cleanup);
+    return await (options.compare ? runCompare(options, cleanup) : bench(options, cleanup));
   } finally {
     await cleanup.run();
   }
@@ -105,7 +68,7 @@ async function bench(options: BenchOptions, cleanup: Cleanup): Promise<number> {
   const servicePrefix = `${prefix}svc:`;
   const profileDir = options.profileDir === null ? null : resolve(options.profileDir);
   const nodeFlags = profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
-  const command = serviceCommand(options, nodeFlags, notes);
+  const command = serviceCommand(options.service, nodeFlags, notes);
 
   // --- Setup: clients, a clean database, tokens, the service and its two promotions.
   const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 3 });
