@@ -222,3 +222,19 @@ export async function runGenerator(kind: GeneratorKind, spec: GenSpec): Promise<
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/** A rotation of `distinct` requests, built by request(n): `npm run bench`'s phases. */
+export interface RotationSpec {
+  title: string;
+  url: string;
+  durationSeconds: number;
+  connections: number;
+  threads: number;
+  distinct: number;
+  request(n: number): { authorization?: string; body: string };
+}
+
+export function runRotation(spec: RotationSpec, kind: GeneratorKind): Promise<GenResult> {
+  const requests = Array.from({ length: spec.distinct }, (_, n) => spec.request(n));
+  return runGenerator(kind, { title: spec.title, urls: [spec.url], requests, durationSeconds: spec.durationSeconds, connections: spec.connections, threads: spec.threads });
+}

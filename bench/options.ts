@@ -9,7 +9,6 @@ export interface BenchOptions {
   /** Seconds of unmeasured load before each target's first phase, so the JIT and caches are warm. */
   warmup: number;
   connections: number;
-  pipelining: number;
   /** Distinct users (pre-signed tokens) rotated across all requests. */
   users: number;
   /** Stock of the promotion of the sold-out phase: its first answers are QUEUED, all the others SOLD_OUT. */
@@ -63,7 +62,6 @@ export const USAGE = `usage: npm run bench [-- --flag value ...]   (or the envir
   --duration N        BENCH_DURATION        seconds per measured phase      (10)
   --warmup N          BENCH_WARMUP          seconds of warm-up per target   (2)
   --connections N     BENCH_CONNECTIONS     concurrent connections          (100)
-  --pipelining N      BENCH_PIPELINING      requests in flight per conn.    (1)
   --users N           BENCH_USERS           distinct users / tokens         (20000)
   --sold-out-stock N  BENCH_SOLD_OUT_STOCK  stock of the sold-out promotion (1000)
   --service dist|src  BENCH_SERVICE         run the build or the sources    (dist)
@@ -109,7 +107,6 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     duration: read('--duration', 'BENCH_DURATION', 10, int(1, 600)),
     warmup: read('--warmup', 'BENCH_WARMUP', 2, seconds(60)),
     connections: read('--connections', 'BENCH_CONNECTIONS', 100, int(1, 10_000)),
-    pipelining: read('--pipelining', 'BENCH_PIPELINING', 1, int(1, 100)),
     users: read('--users', 'BENCH_USERS', 20_000, int(1, 1_000_000)),
     soldOutStock: read('--sold-out-stock', 'BENCH_SOLD_OUT_STOCK', 1000, int(1, 10_000_000)),
     service: read<'dist' | 'src'>('--service', 'BENCH_SERVICE', 'dist', serviceSource),

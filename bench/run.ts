@@ -17,7 +17,8 @@ import { Cleanup } from './cleanup';
 import { freePort, serviceCommand, startBare, startService, stopChild, type Child } from './children';
 import { runCompare } from './compare';
 import { cpuBetween, snapshotCpu } from './cpu';
-import { runLoad, type LoadResult, type LoadSpec } from './load';
+import { pickGenerator, runRotation, type RotationSpec } from './generator';
+import type { LoadResult } from './load';
 import { USAGE, parseOptions, type BenchOptions } from './options';
 import { invariantHolds, renderReport, type PhaseReport } from './report';
 import { ISSUE_COUPON, benchDatabaseName, couponRows, createPromotion, deleteKeysWithPrefix, reservations, truncateBenchTables } from './service';
@@ -69,6 +70,7 @@ async function bench(options: BenchOptions, cleanup: Cleanup): Promise<number> {
   const profileDir = options.profileDir === null ? null : resolve(options.profileDir);
   const nodeFlags = profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
   const command = serviceCommand(options.service, nodeFlags, notes);
+  const generator = pickGenerator(options.generator);
 
   // --- Setup: clients, a clean database, tokens, the service and its two promotions.
   const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 3 });
@@ -98,7 +100,7 @@ async function bench(options: BenchOptions, cleanup: Cleanup): Promise<number> {
       REDIS_URL,
       REDIS_KEY_PREFIX: servicePrefix,
       JWT_SECRET: secret,
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: 'info', // the default; its info lines are kept out of the bench's output (children.ts)
       ROLE: 'all',
       MIGRATE: 'true',
       SHUTDOWN_TIMEOUT_MS: String(SERVICE_SHUTDOWN_MS),
@@ -119,26 +121,29 @@ async function bench(options: BenchOptions, cleanup: Cleanup): Promise<number> {
   const soldOutPromotion = await promotion('bench sold out', options.soldOutStock);
 
   // --- Load.
-  const spec = (title: string, url: string, request: LoadSpec['request']): LoadSpec => ({
+  const spec = (title: string, url: string, request: RotationSpec['request']): RotationSpec => ({
     title,
     url,
     durationSeconds: options.duration,
     connections: options.connections,
-    pipelining: options.pipelining,
+    threads: options.threads,
+    distinct: users.length,
     request,
   });
-  const measure = async (label: string, server: Child, load: LoadSpec): Promise<PhaseReport> => {
+  const measure = async (label: string, server: Child, load: RotationSpec): Promise<PhaseReport> => {
     log(`${label}: ${load.durationSeconds} s, ${load.connections} connections`);
     const pids = new Map([['server', server.pid]]);
     const before = await snapshotCpu(pids, redis);
-    const result = await runLoad(load);
+    const result = await runRotation(load, generator);
     const cpu = cpuBetween(before, await snapshotCpu(pids, redis));
+    cpu.percent.set('generator', result.cpuPercent);
+    if (result.saturated) notes.push(`**${label}: the load generator used ${result.cpuPercent.toFixed(0)} % of its ${result.cpuCapacity} core(s): this figure may be its limit.**`);
     return { label, load: result, cpu, vsBare: null };
   };
-  const warmUp = async (load: LoadSpec): Promise<LoadResult | null> => {
+  const warmUp = async (load: RotationSpec): Promise<LoadResult | null> => {
     if (options.warmup <= 0) return null;
     log(`warm-up of ${load.title}: ${options.warmup} s`);
-    return runLoad({ ...load, durationSeconds: options.warmup });
+    return runRotation({ ...load, durationSeconds: Math.max(1, Math.round(options.warmup)) }, generator);
   };
 
   // 1. bare: started only now and stopped right after its phase, so it never competes with the service's.
@@ -160,9 +165,9 @@ async function bench(options: BenchOptions, cleanup: Cleanup): Promise<number> {
   await stopChild(bare.child, 5000);
 
   // 2. service: QUEUED, then sold out. Every QUEUED answer, warm-up included, must end as one coupon row.
-  const issue = (promotionId: string): LoadSpec['request'] => {
+  const issue = (promotionId: string): RotationSpec['request'] => {
     const body = JSON.stringify({ query: ISSUE_COUPON, variables: { p: promotionId } });
-    return (n) => ({ headers: { authorization: authorization[n % users.length] as string }, body });
+    return (n) => ({ authorization: authorization[n % users.length] as string, body });
   };
   const queuedLoad = spec('the service', `${baseUrl}/graphql`, issue(queuedPromotion));
   const warm = await warmUp(queuedLoad);
@@ -209,14 +214,15 @@ async function bench(options: BenchOptions, cleanup: Cleanup): Promise<number> {
   const cores = cpus();
   notes.push(
     `Service: \`${command.join(' ')}\` with ROLE=all: its stream consumer stores the coupons in PostgreSQL from the same process, during the service phases.`,
-    `Load generator: autocannon in the bench process, on the same machine: it shares the ${cores.length} cores with the server, Redis and PostgreSQL.`,
+    `Load generator: ${generator === 'wrk' ? `wrk, ${options.threads} thread(s)` : 'autocannon in a child process (wrk not installed)'}, out of the bench process, ` +
+      `on the same machine: it shares the ${cores.length} cores with the server, Redis and PostgreSQL.`,
   );
   if (profileDir !== null) notes.push(`CPU profiles of both servers: ${profileDir}`);
   const heading = [
     `## Coupon issuance benchmark, ${new Date().toISOString().slice(0, 16)}Z`,
     '',
     `node ${process.version} · ${cores.length} cores (${cores[0]?.model.trim() ?? 'unknown CPU'}) · ${options.connections} connections · ` +
-      `pipelining ${options.pipelining} · ${options.duration} s per phase (+${options.warmup} s warm-up per target) · ` +
+      `generator ${generator} · ${options.duration} s per phase (+${options.warmup} s warm-up per target) · ` +
       `${fmtInt(options.users)} users, per-user limit ${PER_USER_LIMIT}`,
   ].join('\n');
   const markdown = renderReport({ heading, phases, invariants: verification.invariants, consumer: verification.consumer, notes });
