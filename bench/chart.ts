@@ -62,12 +62,15 @@ function barsPanel(top: number, bars: NonNullable<ChartInput['bars']>): string[]
   for (const t of ticks) parts.push(`<line x1="${n(scale(t))}" x2="${n(scale(t))}" y1="${f.y1}" y2="${f.y0}" class="grid"/>`, label(scale(t), f.y0 + 16, t.toLocaleString('en-US'), 'text-anchor="middle"'));
   bars.forEach((b, i) => {
     const y = f.y1 + i * rowH + rowH * 0.15;
+    const end = scale(b.value);
+    const text = `${b.label}: ${Math.round(b.value).toLocaleString('en-US')} req/s${b.note ? ` · ${b.note}` : ''}`;
+    // The label goes after a short bar, inside a long one (white on the bar's colour).
+    const inside = end - f.x0 > (f.x1 - f.x0) * 0.55;
     parts.push(
-      `<rect x="${f.x0}" y="${n(y)}" width="${n(scale(b.value) - f.x0)}" height="${n(rowH * 0.7)}" fill="${COLORS[i % COLORS.length]}"/>`,
-      label(scale(b.value) + 6, y + rowH * 0.45, `${Math.round(b.value).toLocaleString('en-US')} ${b.note}`),
+      `<rect x="${f.x0}" y="${n(y)}" width="${n(end - f.x0)}" height="${n(rowH * 0.7)}" fill="${COLORS[i % COLORS.length]}"/>`,
+      inside ? label(end - 6, y + rowH * 0.45, text, 'text-anchor="end" fill="#fff"') : label(end + 6, y + rowH * 0.45, text),
     );
   });
-  parts.push(...legend(bars.map((b) => b.label), f.x1 + 16, f.y1 + 10));
   return parts;
 }
 

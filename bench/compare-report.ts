@@ -58,6 +58,8 @@ export interface CompareResult {
     unconfirmed: number;
     closedMeanwhile: number;
     serverCpuPercent: number | null;
+    /** The child process holding the sockets and sending the mutations: the generator of this phase. */
+    clientCpuPercent: number | null;
   } | null;
   rss: {
     sockets: number;
@@ -67,6 +69,8 @@ export interface CompareResult {
     rssAfterBytes: number | null;
     bytesPerSocket: number | null;
     openSeconds: number;
+    /** Sockets where the server accepted the permessage-deflate the client offered. */
+    compressed: number;
   } | null;
   /** CONSUMER DRAIN: whatever bench/drain.ts's runDrainBench returns (a 200,000-request backlog), as is. */
   drain: unknown;
@@ -219,7 +223,8 @@ export function renderCompare(r: CompareResult): string {
       ),
       '',
       `Sent ${fmt(h.sent)}, answered ${fmt(h.answered)}, failed ${fmt(h.failed)} (${outcomes(h.outcomes)}); no ISSUED event within 30 s: ${fmt(h.unconfirmed)}; ` +
-        `sockets closed by the server meanwhile: ${fmt(h.closedMeanwhile)}; sockets that failed to open: ${fmt(h.socketsFailed)}; service CPU ${pct(h.serverCpuPercent)}.`,
+        `sockets closed by the server meanwhile: ${fmt(h.closedMeanwhile)}; sockets that failed to open: ${fmt(h.socketsFailed)}; CPU: service ${pct(h.serverCpuPercent)}, ` +
+        `the client (sockets and mutations) ${pct(h.clientCpuPercent)}${(h.clientCpuPercent ?? 0) >= 90 ? ' **saturated: the rate may not have been held**' : ''}.`,
     );
   }
   const rss = r.rss;
@@ -231,7 +236,8 @@ export function renderCompare(r: CompareResult): string {
       '',
       `RSS ${fmt((rss.rssBeforeBytes ?? NaN) / 2 ** 20, 1)} MiB before, ${fmt((rss.rssAfterBytes ?? NaN) / 2 ** 20, 1)} MiB after: ` +
         `**${per === null ? 'n/a' : `${fmt(per / 1024, 1)} KiB`} per socket**; extrapolated, 100,000 sockets take ${per === null ? 'n/a' : `${fmt((per * 100_000) / 2 ** 20)} MiB`} ` +
-        `(ws_subscriptions gauge: ${fmt(rss.subscriptions)}; ${fmt(rss.failed)} sockets failed to open; opened in ${fmt(rss.openSeconds, 1)} s).`,
+        `(ws_subscriptions gauge: ${fmt(rss.subscriptions)}; ${fmt(rss.failed)} sockets failed to open; opened in ${fmt(rss.openSeconds, 1)} s; ` +
+        `permessage-deflate offered, as browsers do, and accepted on ${fmt(rss.compressed)}).`,
     );
   }
   // CONSUMER DRAIN: rendered from whatever bench/drain.ts returns once the integrator wires it.

@@ -396,7 +396,11 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
       const count = Math.round(rate * options.duration);
       log(`half-load: ${fmtInt(rate)} req/s (half of ${fmtInt(estimatedMax)}) for ${options.duration} s, ${fmtInt(opened.open)} sockets open`);
       const progress = new Progress('half-load', metricsProbe([baseUrl]), options.duration).start();
-      const before = await snapshotCpu(new Map([['server', child.pid]]), redis);
+      const pids = new Map([
+        ['server', child.pid],
+        ['sockets', holder.pid],
+      ]);
+      const before = await snapshotCpu(pids, redis);
       const fired = await holder.fire({
         httpUrls: [`${baseUrl}/graphql`],
         users: Array.from({ length: count }, (_, k) => k % opened.open),
@@ -405,7 +409,7 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
         maxSockets: 512,
         confirmTimeoutMs: 30_000,
       });
-      const cpu = cpuBetween(before, await snapshotCpu(new Map([['server', child.pid]]), redis));
+      const cpu = cpuBetween(before, await snapshotCpu(pids, redis));
       timelines.push(progress.stop());
       result.halfLoad = {
         ratePerSecond: rate,
@@ -422,6 +426,7 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
         unconfirmed: fired.unconfirmed,
         closedMeanwhile: fired.closedMeanwhile,
         serverCpuPercent: cpu.percent.get('server') ?? null,
+        clientCpuPercent: cpu.percent.get('sockets') ?? null,
       };
       await holder.close();
       await waitStored(keyPrefix, promotionId, LARGE_STOCK, PER_USER_LIMIT);
@@ -464,6 +469,7 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
       rssAfterBytes: after,
       bytesPerSocket: before !== null && after !== null && opened.open > 0 ? (after - before) / opened.open : null,
       openSeconds: opened.seconds,
+      compressed: opened.compressed,
     };
     await holder.close();
     await stopChild(api.child);

@@ -190,7 +190,8 @@ export async function runGenerator(kind: GeneratorKind, spec: GenSpec): Promise<
     const percentiles = Object.keys(done[0]?.result.latencyUs.percentiles ?? {})
       .map(Number)
       .sort((a, b) => a - b)
-      .map((p): [number, number] => [p, Math.max(...done.map((d) => (d.result.latencyUs.percentiles[String(p)] ?? 0) / 1000))]);
+      // wrk's percentile(100) reads 0: the maximum is its own field.
+      .map((p): [number, number] => [p, Math.max(...done.map((d) => (p >= 100 ? d.result.latencyUs.max : (d.result.latencyUs.percentiles[String(p)] ?? 0)) / 1000))]);
     const at = (p: number) => percentiles.find(([q]) => q === p)?.[1] ?? 0;
     const perUrl = Math.max(1, Math.round(spec.connections / spec.urls.length));
     const capacity = kind === 'wrk' ? spec.urls.length * threadsPerUrl(spec, perUrl) : spec.urls.length;

@@ -15,7 +15,7 @@ export type WorkerCommand =
   | { type: 'close' };
 
 export type WorkerReply =
-  | { type: 'opened'; open: number; failed: number; seconds: number; rssBytes: number }
+  | { type: 'opened'; open: number; failed: number; seconds: number; rssBytes: number; compressed: number }
   | {
       type: 'fired';
       due: number;
@@ -40,6 +40,8 @@ const sockets: WebSocket[] = [];
 const issuedAt = new Map<string, number>();
 const answeredAt = new Map<string, number>();
 let closedByServer = 0;
+/** Sockets on which the server accepted permessage-deflate (offered, as browsers do): zlib state per socket. */
+let compressed = 0;
 
 const reply = (message: WorkerReply) => process.send?.(message);
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
@@ -55,6 +57,7 @@ function openOne(url: string, authorization: string, promotionId: string): Promi
         subscribed = true;
         ws.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: SUBSCRIBE, variables: { p: promotionId } } }));
         sockets.push(ws);
+        if (ws.extensions.includes('permessage-deflate')) compressed++;
         resolve(true);
         return;
       }
@@ -88,7 +91,7 @@ async function open(command: Extract<WorkerCommand, { type: 'open' }>): Promise<
   };
   await Promise.all(Array.from({ length: command.concurrency }, lane));
   closedByServer = 0;
-  reply({ type: 'opened', open: ok, failed, seconds: (performance.now() - started) / 1000, rssBytes: process.memoryUsage().rss });
+  reply({ type: 'opened', open: ok, failed, seconds: (performance.now() - started) / 1000, rssBytes: process.memoryUsage().rss, compressed });
 }
 
 async function fire(command: Extract<WorkerCommand, { type: 'fire' }>, authorizations: string[]): Promise<void> {
