@@ -23,7 +23,7 @@ import { freePort, serviceCommand, startBare, startBaseline, startService, stopC
 import type { Cleanup } from './cleanup';
 import { renderCompare, type CompareResult, type TargetResult } from './compare-report';
 import { cpuBetween, snapshotCpu } from './cpu';
-import { pickGenerator, runGenerator, type GenRequest, type GenResult } from './generator';
+import { pickGenerator, runGenerator, wrkInstalled, type GenRequest, type GenResult } from './generator';
 import type { BenchOptions } from './options';
 import { Progress, countProbe, metricsProbe, type Probe, type Timeline } from './progress';
 import { ISSUE_COUPON, benchDatabaseName, couponRows, createPromotion, deleteKeysWithPrefix, reservations, truncateBenchTables } from './service';
@@ -392,6 +392,7 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
         timeoutMs: 120_000,
       });
       await sleep(1000); // subscribe messages still being processed
+      if (opened.open === 0) throw new Error(`half-load: none of ${fmtInt(options.sockets)} sockets opened`);
       const rate = Math.max(1, estimatedMax / 2);
       const count = Math.round(rate * options.duration);
       log(`half-load: ${fmtInt(rate)} req/s (half of ${fmtInt(estimatedMax)}) for ${options.duration} s, ${fmtInt(opened.open)} sockets open`);
@@ -495,7 +496,7 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
     if (others !== null && others >= 25) notes.push(`Other processes took ${fmtInt(others)} % of a core during "${t.label}": its figures understate it; run again on an idle machine.`);
   }
   notes.push(
-    `Load generator: ${generator === 'wrk' ? `wrk (${options.threads} thread(s) per target process, bench/wrk/rotate.lua replaying pre-signed requests)` : 'autocannon in a child process (wrk not installed)'}; ` +
+    `Load generator: ${generator === 'wrk' ? `wrk (${options.threads} thread(s), shared by the target processes, at least one each; bench/wrk/rotate.lua replaying pre-signed requests)` : `autocannon in a child process (${wrkInstalled() ? '--generator autocannon' : 'wrk not installed'})`}; ` +
       'the half-load and sale-sample mutations come from a Node child process at a constant arrival rate (bench/open-loop.ts). All on the same machine as the servers.',
     'sync-db and seed run on the same stack as the service (node:http + Apollo Server executeHTTPGraphQLRequest, graphql-js, the service\'s Authenticator), with a pg Pool of 10.',
   );

@@ -17,7 +17,7 @@ import { Cleanup } from './cleanup';
 import { freePort, serviceCommand, startBare, startService, stopChild, type Child } from './children';
 import { runCompare } from './compare';
 import { cpuBetween, snapshotCpu } from './cpu';
-import { pickGenerator, runRotation, type RotationSpec } from './generator';
+import { pickGenerator, runRotation, wrkInstalled, type RotationSpec } from './generator';
 import type { LoadResult } from './load';
 import { USAGE, parseOptions, type BenchOptions } from './options';
 import { invariantHolds, renderReport, type PhaseReport } from './report';
@@ -214,7 +214,7 @@ async function bench(options: BenchOptions, cleanup: Cleanup): Promise<number> {
   const cores = cpus();
   notes.push(
     `Service: \`${command.join(' ')}\` with ROLE=all: its stream consumer stores the coupons in PostgreSQL from the same process, during the service phases.`,
-    `Load generator: ${generator === 'wrk' ? `wrk, ${options.threads} thread(s)` : 'autocannon in a child process (wrk not installed)'}, out of the bench process, ` +
+    `Load generator: ${generator === 'wrk' ? `wrk, ${options.threads} thread(s)` : `autocannon in a child process (${wrkInstalled() ? '--generator autocannon' : 'wrk not installed'})`}, out of the bench process, ` +
       `on the same machine: it shares the ${cores.length} cores with the server, Redis and PostgreSQL.`,
   );
   if (profileDir !== null) notes.push(`CPU profiles of both servers: ${profileDir}`);
