@@ -56,6 +56,7 @@ interface Context {
 
 let answered = 0;
 let stored = 0;
+let stopping = false;
 
 async function main(): Promise<void> {
   const pool = new Pool({ connectionString: env('BASELINE_DATABASE_URL'), max: 10 });
@@ -108,16 +109,19 @@ async function main(): Promise<void> {
 
   if (mode === 'seed') {
     // One batch a second at most, each row its own INSERT; a slow batch delays the next rather than overlapping.
-    const consume = async () => {
+    const consume = async (): Promise<void> => {
+      if (stopping) return;
       const batch = (await redis.lpop(queueKey, SEED_BATCH)) ?? [];
       for (const item of batch) {
         const { requestId, userId } = JSON.parse(item) as { requestId: string; userId: string };
         await pool.query('INSERT INTO bench_baseline.coupons (promotion_id, user_id, request_id) VALUES ($1, $2, $3)', [promotionId, userId, requestId]);
         stored++;
       }
-      setTimeout(() => void consume().catch((e: unknown) => console.error(e)), SEED_INTERVAL_MS);
+      schedule();
     };
-    setTimeout(() => void consume(), SEED_INTERVAL_MS);
+    // An error while stopping (the pool already ended) is not worth reporting.
+    const schedule = () => setTimeout(() => void consume().catch((e: unknown) => stopping || console.error(e)), SEED_INTERVAL_MS);
+    schedule();
   } else if (mode !== 'sync-db') {
     throw new Error(`baseline-server: unknown BASELINE_MODE ${mode}`);
   }
@@ -183,7 +187,6 @@ async function main(): Promise<void> {
     process.send?.(ready);
   });
 
-  let stopping = false;
   const stop = () => {
     if (stopping) return;
     stopping = true;

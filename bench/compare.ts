@@ -232,6 +232,13 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
     BASELINE_PROMOTION_ID: `bench-${runId}`,
     BASELINE_STOCK: String(stock),
   });
+  if (on('sync-db') || on('seed')) {
+    cleanup.add('dropping the baselines\' tables', async () => {
+      const client = new Client({ connectionString: DATABASE_URL });
+      await client.connect();
+      await client.query('DROP SCHEMA IF EXISTS bench_baseline CASCADE').finally(() => client.end());
+    });
+  }
   for (const mode of ['sync-db', 'seed'] as const) {
     if (!on(mode)) continue;
     const server = await startBaseline(mode, baselineEnv(LARGE_STOCK, `${prefix}${mode}:`), [], (child) =>
