@@ -164,6 +164,11 @@ export function renderCompare(r: CompareResult): string {
         }),
       ),
     );
+    const one = r.targets.find((t) => t.role === 'service');
+    const two = r.targets.find((t) => t.role === 'two-api');
+    if (one && two) {
+      out.push('', `Two ROLE=api processes + one ROLE=consumer against one ROLE=all process, on this machine: **${fmt(two.requestsPerSecond / one.requestsPerSecond, 2)}×**.`);
+    }
     const checked = r.targets.filter((t) => t.invariant);
     if (checked.length) {
       out.push(

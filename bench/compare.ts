@@ -14,7 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import { signToken } from '../src/api/auth';
@@ -63,7 +63,10 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
   const dbName = benchDatabaseName(DATABASE_URL);
   const runId = randomBytes(4).toString('hex');
   const prefix = `bench:${runId}:`;
-  const command = serviceCommand(options.service, [], notes);
+  const profileDir = options.profileDir === null ? null : resolve(options.profileDir);
+  const nodeFlags = profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
+  if (profileDir !== null) notes.push(`CPU profiles of every server process: ${profileDir}`);
+  const command = serviceCommand(options.service, nodeFlags, notes);
   const timelines: Timeline[] = [];
   const result: CompareResult = {
     startedAt: new Date().toISOString(),
@@ -195,7 +198,7 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
         BARE_STOCK: String(LARGE_STOCK),
         BARE_PER_USER_LIMIT: String(PER_USER_LIMIT),
       },
-      [],
+      nodeFlags,
       (child) => cleanup.add('stopping the bare server', () => stopChild(child, 5000)),
     );
     const requests = Array.from({ length: options.users }, (_, i) => ({ body: JSON.stringify({ userId: `bench-user-${i}` }) }));
@@ -241,7 +244,7 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
   }
   for (const mode of ['sync-db', 'seed'] as const) {
     if (!on(mode)) continue;
-    const server = await startBaseline(mode, baselineEnv(LARGE_STOCK, `${prefix}${mode}:`), [], (child) =>
+    const server = await startBaseline(mode, baselineEnv(LARGE_STOCK, `${prefix}${mode}:`), nodeFlags, (child) =>
       cleanup.add(`stopping ${mode}`, () => stopChild(child, 5000)),
     );
     const url = `http://127.0.0.1:${server.port}`;
