@@ -4,6 +4,7 @@
  * Started by run.ts as a child process so it has a core of its own; reports its port over IPC.
  *
  * Request body: {"userId":"..."}. Answer: the IssueResult as JSON (same `outcome` field as the service).
+ * GET /count answers {"answered":n}, for the bench's progress line.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -61,13 +62,17 @@ async function main(): Promise<void> {
     0,
   );
 
+  let answered = 0; // for the bench's progress line: GET /count
   const server = createServer((req, res) => {
+    if (req.method === 'GET' && req.url === '/count') return send(res, 200, JSON.stringify({ answered }));
+    if (req.method === 'GET' && req.url === '/healthz') return send(res, 200, '{"status":"ok"}');
     if (req.method !== 'POST') return send(res, 405, '{"error":"POST only"}');
     readBody(req)
       .then(async (raw) => {
         const { userId } = JSON.parse(raw) as { userId?: unknown };
         if (typeof userId !== 'string') return send(res, 400, '{"error":"userId required"}');
         const result = await store.reserve({ promotionId, userId, requestId: newRequestId(promotionId), idempotencyKey: null });
+        answered++;
         send(res, 200, JSON.stringify(result));
       })
       .catch((error: unknown) => send(res, 500, JSON.stringify({ error: String(error) })));

@@ -2,7 +2,7 @@
  * The two servers under test run as child processes, so each has its own event loop and can take a core.
  * Only these children are ever signalled, by their own pid.
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 
@@ -26,7 +26,8 @@ function track(name: string, child: ChildProcess): Child {
       if (!line.trim()) continue;
       lines.push(line);
       if (lines.length > TAIL_LINES) lines.shift();
-      // The service logs at warn and above only: whatever it says during a benchmark is worth seeing.
+      // Shown when worth seeing: anything but the service's own info/debug lines (pino JSON, level < 40).
+      if (quietLevel(line) < 40) continue;
       process.stderr.write(`[${name}] ${line}\n`);
     }
   };
@@ -34,6 +35,13 @@ function track(name: string, child: ChildProcess): Child {
   child.stderr?.on('data', collect);
   const exited = new Promise<string>((resolve) => child.once('exit', (code, signal) => resolve(signal ?? `code ${code}`)));
   return { name, pid: child.pid, exited, tail: () => lines.join('\n'), process: child };
+}
+
+/** The pino level of a JSON log line, or Infinity for anything else (always shown). */
+function quietLevel(line: string): number {
+  if (!line.startsWith('{"level":')) return Infinity;
+  const level = Number(/^\{"level":(\d+)/.exec(line)?.[1]);
+  return Number.isFinite(level) ? level : Infinity;
 }
 
 const hasExited = (child: Child) => child.process.exitCode !== null || child.process.signalCode !== null;
@@ -69,14 +77,30 @@ export function freePort(): Promise<number> {
 }
 
 /** Forks bench/bare-server.ts through swc, like `npm run bench` itself, and waits for the port it reports. */
-export async function startBare(
+export function startBare(env: Record<string, string>, nodeFlags: string[], onSpawn: (child: Child) => void): Promise<{ child: Child; port: number }> {
+  return startForked('bare', 'bare-server.ts', env, nodeFlags, onSpawn);
+}
+
+/** Forks bench/baseline-server.ts (BASELINE_MODE sync-db or seed) and waits for the port it reports. */
+export function startBaseline(
+  mode: 'sync-db' | 'seed',
+  env: Record<string, string>,
+  nodeFlags: string[],
+  onSpawn: (child: Child) => void,
+): Promise<{ child: Child; port: number }> {
+  return startForked(mode, 'baseline-server.ts', { ...env, BASELINE_MODE: mode }, nodeFlags, onSpawn);
+}
+
+async function startForked(
+  name: string,
+  file: string,
   env: Record<string, string>,
   nodeFlags: string[],
   onSpawn: (child: Child) => void,
 ): Promise<{ child: Child; port: number }> {
   const child = track(
-    'bare',
-    fork(join(__dirname, 'bare-server.ts'), [], {
+    name,
+    fork(join(__dirname, file), [], {
       cwd: join(__dirname, '..'),
       execArgv: [...nodeFlags, '-r', '@swc-node/register'],
       env: { ...process.env, ...env },
@@ -90,7 +114,7 @@ export async function startBare(
       if (typeof port === 'number') resolve(port);
     });
   });
-  const limit = timeout(30_000, 'bare server');
+  const limit = timeout(30_000, name);
   try {
     const port = await Promise.race([ready, failOnExit(child), limit.promise]);
     return { child, port };
@@ -112,10 +136,11 @@ export async function startService(
   baseUrl: string,
   cwd: string,
   onSpawn: (child: Child) => void,
+  name = 'service',
 ): Promise<Child> {
   const [bin, ...args] = command as [string, ...string[]];
   const executable = bin === 'node' ? process.execPath : bin;
-  const child = track('service', spawn(executable, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const child = track(name, spawn(executable, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
   onSpawn(child);
   let waiting = true;
   const poll = (async () => {
@@ -128,7 +153,7 @@ export async function startService(
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   })();
-  const limit = timeout(90_000, 'service');
+  const limit = timeout(90_000, name);
   try {
     await Promise.race([poll, failOnExit(child), limit.promise]);
     return child;
@@ -158,3 +183,20 @@ export async function stopChild(child: Child, graceMs = 10_000): Promise<string>
     clearTimeout(timer);
   }
 }
+
+/** The service as it runs in production (the build); from the sources only when asked to or when the build fails. */
+export function serviceCommand(source: 'dist' | 'src', nodeFlags: string[], notes: string[]): string[] {
+  const fromSources = ['node', ...nodeFlags, '-r', 'reflect-metadata', '-r', '@swc-node/register', 'src/main.ts'];
+  if (source === 'src') {
+    notes.push('The service ran from the TypeScript sources through swc (--service src), not from the build.');
+    return fromSources;
+  }
+  try {
+    execFileSync(process.execPath, ['scripts/ensure-built.js'], { cwd: join(__dirname, '..'), stdio: 'inherit' });
+    return ['node', ...nodeFlags, 'dist/main.js'];
+  } catch {
+    notes.push('**The build failed: the service ran from the sources through swc, so these are not the figures of dist/.**');
+    return fromSources;
+  }
+}
+

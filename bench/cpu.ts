@@ -38,7 +38,7 @@ const CLK_TCK = (() => {
 })();
 
 /** utime + stime of one process, in seconds; null once it is gone. */
-function processSeconds(pid: number): number | null {
+export function processSeconds(pid: number): number | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name may hold spaces and parentheses: count fields from the last ')'.

@@ -9,7 +9,6 @@ export interface BenchOptions {
   /** Seconds of unmeasured load before each target's first phase, so the JIT and caches are warm. */
   warmup: number;
   connections: number;
-  pipelining: number;
   /** Distinct users (pre-signed tokens) rotated across all requests. */
   users: number;
   /** Stock of the promotion of the sold-out phase: its first answers are QUEUED, all the others SOLD_OUT. */
@@ -20,7 +19,34 @@ export interface BenchOptions {
   drainTimeout: number;
   /** A folder for V8 CPU profiles of both servers (node --cpu-prof), or null for none. */
   profileDir: string | null;
+  /** The side-by-side run (bench/compare.ts) instead of the quick one. */
+  compare: boolean;
+  /** wrk when installed (auto), or the one named. */
+  generator: 'auto' | 'wrk' | 'autocannon';
+  /** wrk threads per target process. */
+  threads: number;
+  /** --compare: the phases to run (all by default). */
+  phases: Set<ComparePhase>;
+  saleUsers: number;
+  saleStock: number;
+  /** Users of the sale who hold a couponIssued subscription and whose confirmations are timed. */
+  saleSample: number;
+  saleConnections: number;
+  /** Subscribed sockets held open during the half-load phase. */
+  sockets: number;
+  /** Sockets opened to measure RSS per subscribed socket. */
+  rssSockets: number;
 }
+
+export const COMPARE_PHASES = ['bare', 'service', 'sync-db', 'seed', 'two-api', 'sale', 'half-load', 'rss', 'drain'] as const;
+export type ComparePhase = (typeof COMPARE_PHASES)[number];
+
+const phaseList = (raw: string): Set<ComparePhase> | null => {
+  const names = raw.split(',').map((n) => n.trim()).filter(Boolean);
+  return names.length > 0 && names.every((n) => (COMPARE_PHASES as readonly string[]).includes(n)) ? new Set(names as ComparePhase[]) : null;
+};
+const generatorKind = (raw: string) => (raw === 'auto' || raw === 'wrk' || raw === 'autocannon' ? raw : null);
+const BOOLEAN_FLAGS = new Set(['--compare']);
 
 const int = (min: number, max: number) => (raw: string) => {
   const n = Number(raw);
@@ -36,12 +62,24 @@ export const USAGE = `usage: npm run bench [-- --flag value ...]   (or the envir
   --duration N        BENCH_DURATION        seconds per measured phase      (10)
   --warmup N          BENCH_WARMUP          seconds of warm-up per target   (2)
   --connections N     BENCH_CONNECTIONS     concurrent connections          (100)
-  --pipelining N      BENCH_PIPELINING      requests in flight per conn.    (1)
   --users N           BENCH_USERS           distinct users / tokens         (20000)
   --sold-out-stock N  BENCH_SOLD_OUT_STOCK  stock of the sold-out promotion (1000)
   --service dist|src  BENCH_SERVICE         run the build or the sources    (dist)
   --drain-timeout N   BENCH_DRAIN_TIMEOUT   seconds to wait for the queue   (120)
-  --profile DIR       BENCH_PROFILE         write CPU profiles of both servers to DIR (none)`;
+  --profile DIR       BENCH_PROFILE         write CPU profiles of both servers to DIR (none)
+  --generator G       BENCH_GENERATOR       auto | wrk | autocannon (auto: wrk if installed)
+  --threads N         BENCH_THREADS         wrk threads per target process  (2)
+  --compare           BENCH_COMPARE=1       side by side: bare, service, sync-db, seed, two API
+                                            processes, sale, half load with sockets, RSS per socket
+ with --compare:
+  --phases LIST       BENCH_PHASES          comma-separated subset of
+                                            ${COMPARE_PHASES.join(',')}
+  --sale-users N      BENCH_SALE_USERS      distinct users arriving in the sale (100000)
+  --sale-stock N      BENCH_SALE_STOCK      coupons in the sale             (10000)
+  --sale-sample N     BENCH_SALE_SAMPLE     sale users holding a subscription (5000)
+  --sale-connections N BENCH_SALE_CONNECTIONS connections of the sale crowd  (400)
+  --sockets N         BENCH_SOCKETS         subscribed sockets at half load (10000)
+  --rss-sockets N     BENCH_RSS_SOCKETS     sockets for RSS per socket      (15000)`;
 
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptions {
   const flags = new Map<string, string>();
@@ -51,6 +89,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     if (!arg.startsWith('--')) throw new Error(`unexpected argument ${arg}\n${USAGE}`);
     const eq = arg.indexOf('=');
     if (eq > 0) flags.set(arg.slice(0, eq), arg.slice(eq + 1));
+    else if (BOOLEAN_FLAGS.has(arg)) flags.set(arg, '1');
     else flags.set(arg, argv[++i] ?? '');
   }
   const used = new Set<string>();
@@ -68,13 +107,23 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     duration: read('--duration', 'BENCH_DURATION', 10, int(1, 600)),
     warmup: read('--warmup', 'BENCH_WARMUP', 2, seconds(60)),
     connections: read('--connections', 'BENCH_CONNECTIONS', 100, int(1, 10_000)),
-    pipelining: read('--pipelining', 'BENCH_PIPELINING', 1, int(1, 100)),
     users: read('--users', 'BENCH_USERS', 20_000, int(1, 1_000_000)),
     soldOutStock: read('--sold-out-stock', 'BENCH_SOLD_OUT_STOCK', 1000, int(1, 10_000_000)),
     service: read<'dist' | 'src'>('--service', 'BENCH_SERVICE', 'dist', serviceSource),
     drainTimeout: read('--drain-timeout', 'BENCH_DRAIN_TIMEOUT', 120, int(1, 3600)),
     profileDir: read<string | null>('--profile', 'BENCH_PROFILE', null, (raw) => raw),
+    compare: read('--compare', 'BENCH_COMPARE', false, (raw) => (raw === '1' || raw === 'true' ? true : raw === '0' || raw === 'false' ? false : null)),
+    generator: read<'auto' | 'wrk' | 'autocannon'>('--generator', 'BENCH_GENERATOR', 'auto', generatorKind),
+    threads: read('--threads', 'BENCH_THREADS', 2, int(1, 64)),
+    phases: read('--phases', 'BENCH_PHASES', new Set(COMPARE_PHASES), phaseList),
+    saleUsers: read('--sale-users', 'BENCH_SALE_USERS', 100_000, int(1, 1_000_000)),
+    saleStock: read('--sale-stock', 'BENCH_SALE_STOCK', 10_000, int(1, 10_000_000)),
+    saleSample: read('--sale-sample', 'BENCH_SALE_SAMPLE', 5000, int(0, 1_000_000)),
+    saleConnections: read('--sale-connections', 'BENCH_SALE_CONNECTIONS', 400, int(1, 10_000)),
+    sockets: read('--sockets', 'BENCH_SOCKETS', 10_000, int(0, 19_000)),
+    rssSockets: read('--rss-sockets', 'BENCH_RSS_SOCKETS', 15_000, int(0, 19_000)),
   };
+  if (options.saleSample > options.saleUsers) throw new Error(`--sale-sample must not exceed --sale-users\n${USAGE}`);
   for (const flag of flags.keys()) if (!used.has(flag)) throw new Error(`unknown option ${flag}\n${USAGE}`);
   return options;
 }

@@ -81,12 +81,13 @@ export function renderReport(report: Report): string {
     'CPU during each phase, in % of one core (machine: % of all cores together; others: whatever else ran meanwhile):',
     '',
     table(
-      ['phase', 'server process', 'redis', 'postgres (all)', 'load generator', 'others', 'machine'],
+      ['phase', 'server process', 'redis', 'postgres (all)', 'load generator', 'bench process', 'others', 'machine'],
       report.phases.map((p) => [
         p.label,
         pct(p.cpu.percent.get('server')),
         pct(p.cpu.percent.get('redis')),
         pct(p.cpu.percent.get('postgres')),
+        pct(p.cpu.percent.get('generator')),
         pct(p.cpu.percent.get('loadgen')),
         pct(p.cpu.othersPercent ?? undefined),
         pct(p.cpu.machinePercent ?? undefined),

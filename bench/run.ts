@@ -6,7 +6,6 @@
  * then waits for the consumer to store every queued request, checks QUEUED answers == coupon rows <= stock,
  * prints a markdown report and writes it to bench/results/latest.md. What it created is removed at the end.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -14,9 +13,12 @@ import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import { signToken } from '../src/api/auth';
-import { freePort, startBare, startService, stopChild, type Child } from './children';
+import { Cleanup } from './cleanup';
+import { freePort, serviceCommand, startBare, startService, stopChild, type Child } from './children';
+import { runCompare } from './compare';
 import { cpuBetween, snapshotCpu } from './cpu';
-import { runLoad, type LoadResult, type LoadSpec } from './load';
+import { pickGenerator, runRotation, wrkInstalled, type RotationSpec } from './generator';
+import type { LoadResult } from './load';
 import { USAGE, parseOptions, type BenchOptions } from './options';
 import { invariantHolds, renderReport, type PhaseReport } from './report';
 import { ISSUE_COUPON, benchDatabaseName, couponRows, createPromotion, deleteKeysWithPrefix, reservations, truncateBenchTables } from './service';
@@ -37,44 +39,6 @@ const BUSY_MACHINE_PERCENT = 25;
 const log = (message: string) => process.stderr.write(`bench: ${message}\n`);
 const fmtInt = (n: number) => n.toLocaleString('en-US');
 
-/** Undo steps, run once, newest first, each on its own so that one failure does not skip the others. */
-class Cleanup {
-  private readonly steps: { what: string; run: () => Promise<unknown> }[] = [];
-  private running: Promise<void> | null = null;
-
-  add(what: string, run: () => Promise<unknown>): void {
-    this.steps.push({ what, run });
-  }
-
-  run(): Promise<void> {
-    return (this.running ??= (async () => {
-      for (let step = this.steps.pop(); step; step = this.steps.pop()) {
-        try {
-          await step.run();
-        } catch (error) {
-          log(`cleanup: ${step.what} failed: ${String(error)}`);
-        }
-      }
-    })());
-  }
-}
-
-/** The service as it runs in production (the build); from the sources only when asked to or when the build fails. */
-function serviceCommand(options: BenchOptions, nodeFlags: string[], notes: string[]): string[] {
-  const fromSources = ['node', ...nodeFlags, '-r', 'reflect-metadata', '-r', '@swc-node/register', 'src/main.ts'];
-  if (options.service === 'src') {
-    notes.push('The service ran from the TypeScript sources through swc (--service src), not from the build.');
-    return fromSources;
-  }
-  try {
-    execFileSync(process.execPath, ['scripts/ensure-built.js'], { cwd: ROOT, stdio: 'inherit' });
-    return ['node', ...nodeFlags, 'dist/main.js'];
-  } catch {
-    notes.push('**The build failed: the service ran from the sources through swc, so these are not the figures of dist/.**');
-    return fromSources;
-  }
-}
-
 async function main(): Promise<number> {
   let options: BenchOptions;
   try {
@@ -84,7 +48,7 @@ async function main(): Promise<number> {
     process.stderr.write(`${message}\n`);
     return message === USAGE ? 0 : 2; // --help, or a bad option
   }
-  const cleanup = new Cleanup();
+  const cleanup = new Cleanup(log);
   const interrupted = (signal: NodeJS.Signals) => {
     log(`${signal}: cleaning up`);
     void cleanup.run().finally(() => process.exit(130));
@@ -92,7 +56,7 @@ async function main(): Promise<number> {
   process.once('SIGINT', interrupted);
   process.once('SIGTERM', interrupted);
   try {
-    return await bench(options, cleanup);
+    return await (options.compare ? runCompare(options, cleanup) : bench(options, cleanup));
   } finally {
     await cleanup.run();
   }
@@ -105,7 +69,8 @@ async function bench(options: BenchOptions, cleanup: Cleanup): Promise<number> {
   const servicePrefix = `${prefix}svc:`;
   const profileDir = options.profileDir === null ? null : resolve(options.profileDir);
   const nodeFlags = profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
-  const command = serviceCommand(options, nodeFlags, notes);
+  const command = serviceCommand(options.service, nodeFlags, notes);
+  const generator = pickGenerator(options.generator);
 
   // --- Setup: clients, a clean database, tokens, the service and its two promotions.
   const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 3 });
@@ -135,7 +100,7 @@ async function bench(options: BenchOptions, cleanup: Cleanup): Promise<number> {
       REDIS_URL,
       REDIS_KEY_PREFIX: servicePrefix,
       JWT_SECRET: secret,
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: 'info', // the default; its info lines are kept out of the bench's output (children.ts)
       ROLE: 'all',
       MIGRATE: 'true',
       SHUTDOWN_TIMEOUT_MS: String(SERVICE_SHUTDOWN_MS),
@@ -156,26 +121,29 @@ async function bench(options: BenchOptions, cleanup: Cleanup): Promise<number> {
   const soldOutPromotion = await promotion('bench sold out', options.soldOutStock);
 
   // --- Load.
-  const spec = (title: string, url: string, request: LoadSpec['request']): LoadSpec => ({
+  const spec = (title: string, url: string, request: RotationSpec['request']): RotationSpec => ({
     title,
     url,
     durationSeconds: options.duration,
     connections: options.connections,
-    pipelining: options.pipelining,
+    threads: options.threads,
+    distinct: users.length,
     request,
   });
-  const measure = async (label: string, server: Child, load: LoadSpec): Promise<PhaseReport> => {
+  const measure = async (label: string, server: Child, load: RotationSpec): Promise<PhaseReport> => {
     log(`${label}: ${load.durationSeconds} s, ${load.connections} connections`);
     const pids = new Map([['server', server.pid]]);
     const before = await snapshotCpu(pids, redis);
-    const result = await runLoad(load);
+    const result = await runRotation(load, generator);
     const cpu = cpuBetween(before, await snapshotCpu(pids, redis));
+    cpu.percent.set('generator', result.cpuPercent);
+    if (result.saturated) notes.push(`**${label}: the load generator used ${result.cpuPercent.toFixed(0)} % of its ${result.cpuCapacity} core(s): this figure may be its limit.**`);
     return { label, load: result, cpu, vsBare: null };
   };
-  const warmUp = async (load: LoadSpec): Promise<LoadResult | null> => {
+  const warmUp = async (load: RotationSpec): Promise<LoadResult | null> => {
     if (options.warmup <= 0) return null;
     log(`warm-up of ${load.title}: ${options.warmup} s`);
-    return runLoad({ ...load, durationSeconds: options.warmup });
+    return runRotation({ ...load, durationSeconds: Math.max(1, Math.round(options.warmup)) }, generator);
   };
 
   // 1. bare: started only now and stopped right after its phase, so it never competes with the service's.
@@ -197,9 +165,9 @@ async function bench(options: BenchOptions, cleanup: Cleanup): Promise<number> {
   await stopChild(bare.child, 5000);
 
   // 2. service: QUEUED, then sold out. Every QUEUED answer, warm-up included, must end as one coupon row.
-  const issue = (promotionId: string): LoadSpec['request'] => {
+  const issue = (promotionId: string): RotationSpec['request'] => {
     const body = JSON.stringify({ query: ISSUE_COUPON, variables: { p: promotionId } });
-    return (n) => ({ headers: { authorization: authorization[n % users.length] as string }, body });
+    return (n) => ({ authorization: authorization[n % users.length] as string, body });
   };
   const queuedLoad = spec('the service', `${baseUrl}/graphql`, issue(queuedPromotion));
   const warm = await warmUp(queuedLoad);
@@ -246,14 +214,15 @@ async function bench(options: BenchOptions, cleanup: Cleanup): Promise<number> {
   const cores = cpus();
   notes.push(
     `Service: \`${command.join(' ')}\` with ROLE=all: its stream consumer stores the coupons in PostgreSQL from the same process, during the service phases.`,
-    `Load generator: autocannon in the bench process, on the same machine: it shares the ${cores.length} cores with the server, Redis and PostgreSQL.`,
+    `Load generator: ${generator === 'wrk' ? `wrk, ${options.threads} thread(s)` : `autocannon in a child process (${wrkInstalled() ? '--generator autocannon' : 'wrk not installed'})`}, out of the bench process, ` +
+      `on the same machine: it shares the ${cores.length} cores with the server, Redis and PostgreSQL.`,
   );
   if (profileDir !== null) notes.push(`CPU profiles of both servers: ${profileDir}`);
   const heading = [
     `## Coupon issuance benchmark, ${new Date().toISOString().slice(0, 16)}Z`,
     '',
     `node ${process.version} · ${cores.length} cores (${cores[0]?.model.trim() ?? 'unknown CPU'}) · ${options.connections} connections · ` +
-      `pipelining ${options.pipelining} · ${options.duration} s per phase (+${options.warmup} s warm-up per target) · ` +
+      `generator ${generator} · ${options.duration} s per phase (+${options.warmup} s warm-up per target) · ` +
       `${fmtInt(options.users)} users, per-user limit ${PER_USER_LIMIT}`,
   ].join('\n');
   const markdown = renderReport({ heading, phases, invariants: verification.invariants, consumer: verification.consumer, notes });

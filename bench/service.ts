@@ -93,7 +93,7 @@ export async function truncateBenchTables(databaseUrl: string): Promise<void> {
     throw error;
   }
   try {
-    await db.query('TRUNCATE coupons, promotions');
+    await db.query('TRUNCATE coupons, promotions CASCADE'); // CASCADE: other tables reference promotions
   } catch (error) {
     if ((error as { code?: string }).code !== '42P01') throw error; // tables not migrated yet
   } finally {
