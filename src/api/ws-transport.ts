@@ -76,7 +76,7 @@ const DEADLINE_GRAIN_MS = 100;
  * one timer waits for the earliest group. A socket costs an entry in its group, not a timer and its closures
  * (with 100,000 sockets that is megabytes). A socket that closes first leaves its group at once.
  */
-class Deadlines<T> {
+export class Deadlines<T> {
   private readonly groups = new Map<number, Set<T>>();
   /** The groups' due times, a binary min-heap; a time whose group is gone is skipped when reached. */
   private readonly heap: number[] = [];
@@ -97,6 +97,11 @@ class Deadlines<T> {
     group.add(item);
     if (due < this.armedFor) this.arm();
     return due;
+  }
+
+  /** How many due times wait in the heap (a time whose group is gone counts until it is reached). */
+  get scheduled(): number {
+    return this.heap.length;
   }
 
   remove(item: T, due: number): void {
