@@ -77,8 +77,12 @@ const DEADLINE_GRAIN_MS = 100;
  * (with 100,000 sockets that is megabytes). A socket that closes first leaves its group at once.
  */
 export class Deadlines<T> {
-  private readonly groups = new Map<number, Set<T>>();
-  /** The groups' due times, a binary min-heap; a time whose group is gone is skipped when reached. */
+  /**
+   * Every due time in the heap, with its group; null once its sockets have all left (the time stays in the heap
+   * until reached, and a socket due then again reuses it: each time is in the heap once, whatever the churn).
+   */
+  private readonly groups = new Map<number, Set<T> | null>();
+  /** The groups' due times, a binary min-heap; a time whose group is empty is skipped when reached. */
   private readonly heap: number[] = [];
   private timer: NodeJS.Timeout | null = null;
   private armedFor = Infinity;
@@ -89,17 +93,17 @@ export class Deadlines<T> {
   add(item: T, atMs: number): number {
     const due = Math.ceil(atMs / DEADLINE_GRAIN_MS) * DEADLINE_GRAIN_MS;
     let group = this.groups.get(due);
+    if (group === undefined) this.push(due);
     if (!group) {
       group = new Set();
       this.groups.set(due, group);
-      this.push(due);
     }
     group.add(item);
     if (due < this.armedFor) this.arm();
     return due;
   }
 
-  /** How many due times wait in the heap (a time whose group is gone counts until it is reached). */
+  /** How many due times wait in the heap (a time whose group is empty counts until it is reached). */
   get scheduled(): number {
     return this.heap.length;
   }
@@ -108,7 +112,7 @@ export class Deadlines<T> {
     const group = this.groups.get(due);
     if (!group) return;
     group.delete(item);
-    if (group.size === 0) this.groups.delete(due);
+    if (group.size === 0) this.groups.set(due, null);
   }
 
   private arm(): void {
