@@ -328,12 +328,14 @@ export function serveWebSocket<P extends Record<string, unknown> | undefined, E 
   }, tickMs);
   heartbeat.unref();
 
-  // Sockets still without connection_init, in the order they opened: their deadlines come in that order.
+  // Sockets still without connection_init, in the order they opened: their deadlines come in that order. The
+  // wait is a duration, measured on the monotonic clock: a step of the wall clock neither ends it early nor
+  // stretches it (graphql-ws's own timer, a setTimeout per socket, behaved so too).
   const awaitingInit: { connection: Connection; deadline: number }[] = [];
   let initTimer: NodeJS.Timeout | null = null;
   const checkInit = () => {
     initTimer = null;
-    const now = Date.now();
+    const now = performance.now();
     while (awaitingInit.length > 0 && (awaitingInit[0] as { deadline: number }).deadline <= now) {
       const { connection } = awaitingInit.shift() as { connection: Connection };
       if (!connection.initialised) connection.socket.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout');
@@ -355,7 +357,7 @@ export function serveWebSocket<P extends Record<string, unknown> | undefined, E 
 
     connection.closed = server.opened(connection, connection as unknown as WsExtra & Partial<E>);
     if (connection.handle) {
-      awaitingInit.push({ connection, deadline: Date.now() + CONNECTION_INIT_WAIT_MS });
+      awaitingInit.push({ connection, deadline: performance.now() + CONNECTION_INIT_WAIT_MS });
       if (!initTimer) {
         initTimer = setTimeout(checkInit, CONNECTION_INIT_WAIT_MS);
         initTimer.unref();
