@@ -33,4 +33,27 @@ describe('deadlines', () => {
     expect(fired.map((f) => f.item)).toEqual(['second']);
     expect(fired[0]?.at).toBeGreaterThanOrEqual(at);
   });
+
+  test('When a deadline is further away than one setTimeout can wait, then it is met then, not before and not at once', () => {
+    jest.useFakeTimers({ now: Date.UTC(2026, 0, 1) });
+    try {
+      const fired: string[] = [];
+      const deadlines = new Deadlines<string>((item) => fired.push(item));
+      const day = 24 * 3600 * 1000;
+      const at = Date.now() + 40 * day; // past setTimeout's ceiling of about 24.8 days
+
+      deadlines.add('far', at);
+      deadlines.add('near', Date.now() + day);
+      jest.advanceTimersByTime(day + 100);
+      expect(fired).toEqual(['near']);
+
+      jest.advanceTimersByTime(at - Date.now() - 1);
+      expect(fired).toEqual(['near']);
+
+      jest.advanceTimersByTime(101);
+      expect(fired).toEqual(['near', 'far']);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
 });
