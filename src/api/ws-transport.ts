@@ -167,6 +167,20 @@ export class Deadlines<T> {
   }
 }
 
+/** A close frame holds at most 123 bytes of reason (`ws` throws past that). */
+const MAX_CLOSE_REASON_BYTES = 123;
+
+/**
+ * graphql-ws puts client text in some close reasons (the id of a reused subscription, 4409): cut to what a close
+ * frame holds, so a long id still gets its close code instead of an error of ours (4500, logged).
+ */
+function closeReason(reason: string): string {
+  if (Buffer.byteLength(reason) <= MAX_CLOSE_REASON_BYTES) return reason;
+  let cut = reason.slice(0, MAX_CLOSE_REASON_BYTES - 3);
+  while (Buffer.byteLength(cut) > MAX_CLOSE_REASON_BYTES - 3) cut = cut.slice(0, -1);
+  return `${cut}...`;
+}
+
 const CONNECTION = Symbol('graphql-ws connection');
 type Tracked = WebSocket & { [CONNECTION]?: Connection };
 const connectionOf = (socket: WebSocket) => (socket as Tracked)[CONNECTION] as Connection;
@@ -215,7 +229,7 @@ class Connection implements WsExtra {
   }
 
   close(code: number, reason: string): void {
-    this.socket.close(code, reason);
+    this.socket.close(code, closeReason(reason));
   }
 
   onMessage(handle: (data: string) => Promise<void>): void {
