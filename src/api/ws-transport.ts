@@ -76,9 +76,13 @@ const DEADLINE_GRAIN_MS = 100;
  * one timer waits for the earliest group. A socket costs an entry in its group, not a timer and its closures
  * (with 100,000 sockets that is megabytes). A socket that closes first leaves its group at once.
  */
-class Deadlines<T> {
-  private readonly groups = new Map<number, Set<T>>();
-  /** The groups' due times, a binary min-heap; a time whose group is gone is skipped when reached. */
+export class Deadlines<T> {
+  /**
+   * Every due time in the heap, with its group; null once its sockets have all left (the time stays in the heap
+   * until reached, and a socket due then again reuses it: each time is in the heap once, whatever the churn).
+   */
+  private readonly groups = new Map<number, Set<T> | null>();
+  /** The groups' due times, a binary min-heap; a time whose group is empty is skipped when reached. */
   private readonly heap: number[] = [];
   private timer: NodeJS.Timeout | null = null;
   private armedFor = Infinity;
@@ -89,21 +93,26 @@ class Deadlines<T> {
   add(item: T, atMs: number): number {
     const due = Math.ceil(atMs / DEADLINE_GRAIN_MS) * DEADLINE_GRAIN_MS;
     let group = this.groups.get(due);
+    if (group === undefined) this.push(due);
     if (!group) {
       group = new Set();
       this.groups.set(due, group);
-      this.push(due);
     }
     group.add(item);
     if (due < this.armedFor) this.arm();
     return due;
   }
 
+  /** How many due times wait in the heap (a time whose group is empty counts until it is reached). */
+  get scheduled(): number {
+    return this.heap.length;
+  }
+
   remove(item: T, due: number): void {
     const group = this.groups.get(due);
     if (!group) return;
     group.delete(item);
-    if (group.size === 0) this.groups.delete(due);
+    if (group.size === 0) this.groups.set(due, null);
   }
 
   private arm(): void {
@@ -158,6 +167,20 @@ class Deadlines<T> {
   }
 }
 
+/** A close frame holds at most 123 bytes of reason (`ws` throws past that). */
+const MAX_CLOSE_REASON_BYTES = 123;
+
+/**
+ * graphql-ws puts client text in some close reasons (the id of a reused subscription, 4409): cut to what a close
+ * frame holds, so a long id still gets its close code instead of an error of ours (4500, logged).
+ */
+function closeReason(reason: string): string {
+  if (Buffer.byteLength(reason) <= MAX_CLOSE_REASON_BYTES) return reason;
+  let cut = reason.slice(0, MAX_CLOSE_REASON_BYTES - 3);
+  while (Buffer.byteLength(cut) > MAX_CLOSE_REASON_BYTES - 3) cut = cut.slice(0, -1);
+  return `${cut}...`;
+}
+
 const CONNECTION = Symbol('graphql-ws connection');
 type Tracked = WebSocket & { [CONNECTION]?: Connection };
 const connectionOf = (socket: WebSocket) => (socket as Tracked)[CONNECTION] as Connection;
@@ -206,7 +229,7 @@ class Connection implements WsExtra {
   }
 
   close(code: number, reason: string): void {
-    this.socket.close(code, reason);
+    this.socket.close(code, closeReason(reason));
   }
 
   onMessage(handle: (data: string) => Promise<void>): void {
@@ -319,12 +342,14 @@ export function serveWebSocket<P extends Record<string, unknown> | undefined, E 
   }, tickMs);
   heartbeat.unref();
 
-  // Sockets still without connection_init, in the order they opened: their deadlines come in that order.
+  // Sockets still without connection_init, in the order they opened: their deadlines come in that order. The
+  // wait is a duration, measured on the monotonic clock: a step of the wall clock neither ends it early nor
+  // stretches it (graphql-ws's own timer, a setTimeout per socket, behaved so too).
   const awaitingInit: { connection: Connection; deadline: number }[] = [];
   let initTimer: NodeJS.Timeout | null = null;
   const checkInit = () => {
     initTimer = null;
-    const now = Date.now();
+    const now = performance.now();
     while (awaitingInit.length > 0 && (awaitingInit[0] as { deadline: number }).deadline <= now) {
       const { connection } = awaitingInit.shift() as { connection: Connection };
       if (!connection.initialised) connection.socket.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout');
@@ -346,7 +371,7 @@ export function serveWebSocket<P extends Record<string, unknown> | undefined, E 
 
     connection.closed = server.opened(connection, connection as unknown as WsExtra & Partial<E>);
     if (connection.handle) {
-      awaitingInit.push({ connection, deadline: Date.now() + CONNECTION_INIT_WAIT_MS });
+      awaitingInit.push({ connection, deadline: performance.now() + CONNECTION_INIT_WAIT_MS });
       if (!initTimer) {
         initTimer = setTimeout(checkInit, CONNECTION_INIT_WAIT_MS);
         initTimer.unref();

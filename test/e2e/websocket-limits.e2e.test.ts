@@ -265,6 +265,18 @@ describe('error codes over WebSocket', () => {
     expect(errorLines().slice(before)).toEqual([]);
   });
 
+  test('When a client reuses a long subscription id, then it is closed with 4409 and nothing is logged as an error', async () => {
+    const socket = await open(`Bearer ${alice}`);
+    const before = errorLines().length;
+    const id = 'x'.repeat(200); // graphql-ws puts the id in its close reason, which a close frame holds at most 123 bytes of
+
+    socket.subscribe(id, FEED, { p: promotionId });
+    socket.subscribe(id, FEED, { p: promotionId });
+
+    expect((await socket.closed).code).toBe(4409);
+    expect(errorLines().slice(before)).toEqual([]);
+  });
+
   test('When a client disconnects with subscriptions open, then nothing is logged as an error', async () => {
     const socket = await open(`Bearer ${alice}`);
     for (let i = 0; i < 5; i++) socket.subscribe(`s${i}`, FEED, { p: promotionId });

@@ -91,3 +91,23 @@ test('When peers answer pings, then they stay connected interval after interval 
   expect(dropped.code).toBe(1006);
   for (const s of live) expect(s.ws.readyState).toBe(s.ws.OPEN);
 });
+
+test('When the wall clock steps back while a client sends no connection_init, then it is still closed with 4408 after 3 s', async () => {
+  const silent = await open();
+  const started = Date.now();
+  const realNow = Date.now.bind(Date);
+  // An NTP step or a resumed VM: the wall clock goes an hour back. The 3 s wait is a duration, not a date.
+  const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() - 3_600_000);
+  try {
+    const closed = await Promise.race([
+      closedAt(silent),
+      new Promise<'still open'>((resolve) => setTimeout(() => resolve('still open'), 6000)),
+    ]);
+
+    expect(closed).not.toBe('still open');
+    expect((closed as { code: number }).code).toBe(4408);
+    expect(realNow() - started).toBeGreaterThanOrEqual(2900);
+  } finally {
+    clock.mockRestore();
+  }
+});

@@ -1,0 +1,96 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import type { FeedEvent, FeedListener } from '../../src/domain/ports';
+import { createDedicatedRedis, connectRedis } from '../../src/redis/client';
+import { RedisIssuanceEvents } from '../../src/redis/event-bus';
+import { encodeIssuance } from '../../src/redis/issuance-codec';
+import { RedisKeys } from '../../src/redis/keys';
+import { deleteKeys, eventually, TEST_REDIS_URL } from '../helpers/environment';
+
+/**
+ * The event bus pushes a user's events to that user's listeners, and keeps one Redis subscription per user
+ * channel however many listeners come and go: subscribed while one listens, unsubscribed when the last leaves,
+ * subscribed again for the next.
+ */
+
+const keys = new RedisKeys(`test:event_bus_listeners_${randomBytes(4).toString('hex')}:`);
+let subscriber: Redis;
+let probe: Redis;
+let bus: RedisIssuanceEvents;
+
+beforeAll(async () => {
+  subscriber = createDedicatedRedis(TEST_REDIS_URL, 'test-listeners');
+  probe = new Redis(TEST_REDIS_URL);
+  await connectRedis(subscriber);
+  bus = new RedisIssuanceEvents(subscriber, keys);
+});
+
+afterAll(async () => {
+  subscriber.disconnect();
+  probe.disconnect();
+  await deleteKeys(TEST_REDIS_URL, keys.prefix);
+});
+
+class Recorder implements FeedListener {
+  readonly events: FeedEvent[] = [];
+  onFeedEvent(event: FeedEvent): void {
+    this.events.push(event);
+  }
+  finals(): string[] {
+    return this.events.flatMap((e) => (e.kind === 'final' ? [e.issuance.requestId] : []));
+  }
+}
+
+const subscribers = async (user: string) => Number(((await probe.call('PUBSUB', 'NUMSUB', keys.userChannel(user))) as [string, number])[1]);
+
+async function publish(user: string): Promise<string> {
+  const promotionId = randomUUID();
+  const requestId = `${promotionId}.${randomUUID().replace(/-/g, '')}`;
+  const message = encodeIssuance({ requestId, promotionId, userId: user, status: 'FAILED', requestedAt: new Date(), coupon: null, failureReason: 'x' });
+  await probe.publish(keys.userChannel(user), message);
+  return requestId;
+}
+
+const heard = (listener: Recorder, requestId: string) =>
+  eventually(async () => (listener.finals().includes(requestId) ? true : undefined), 5000, `event ${requestId}`);
+
+test('When listeners of one user come and go, then each present one hears every event, and the channel is subscribed exactly while one listens', async () => {
+  const [a, b, c] = [new Recorder(), new Recorder(), new Recorder()];
+  await Promise.all([bus.watchUser('erin', a), bus.watchUser('erin', b), bus.watchUser('erin', c)]);
+  expect(await subscribers('erin')).toBe(1);
+
+  const first = await publish('erin');
+  await Promise.all([heard(a, first), heard(b, first), heard(c, first)]);
+
+  bus.unwatchUser('erin', b);
+  const second = await publish('erin');
+  await Promise.all([heard(a, second), heard(c, second)]);
+  bus.unwatchUser('erin', a);
+  bus.unwatchUser('erin', a); // twice: ignored
+  const third = await publish('erin');
+  await heard(c, third);
+  expect(await subscribers('erin')).toBe(1);
+  expect(b.finals()).toEqual([first]);
+  expect(a.finals()).toEqual([first, second]);
+
+  bus.unwatchUser('erin', c);
+  await eventually(async () => ((await subscribers('erin')) === 0 ? true : undefined), 5000, 'the channel to be unsubscribed');
+
+  const again = new Recorder();
+  await bus.watchUser('erin', again);
+  expect(await subscribers('erin')).toBe(1);
+  const fourth = await publish('erin');
+  await heard(again, fourth);
+  expect(c.finals()).toEqual([first, second, third]);
+  bus.unwatchUser('erin', again);
+});
+
+test('When a gap is signalled, then every listener of every user hears it, one alone on its channel or several', async () => {
+  const [alone, one, two] = [new Recorder(), new Recorder(), new Recorder()];
+  await Promise.all([bus.watchUser('gina', alone), bus.watchUser('hank', one), bus.watchUser('hank', two)]);
+
+  bus.signalGap();
+
+  for (const listener of [alone, one, two]) expect(listener.events).toEqual([{ kind: 'gap' }]);
+  for (const [user, listener] of [['gina', alone], ['hank', one], ['hank', two]] as const) bus.unwatchUser(user, listener);
+});
