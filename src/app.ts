@@ -154,7 +154,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   httpServer.on(
     'request',
     createRequestHandler({
-      graphql: graphqlServer ? { apollo: graphqlServer.apollo, authenticator, context } : null,
+      graphql: graphqlServer ? { apollo: graphqlServer.apollo, fastPath: graphqlServer.fastPath, authenticator, context } : null,
       rateLimits,
       readiness,
       metrics: { contentType: metrics.registry.contentType, text: () => metrics.registry.metrics() },
