@@ -84,6 +84,8 @@ export class FastPath {
   private readonly known = new Map<string, Known | null>();
   private textChars = 0;
   private stopped: boolean;
+  /** Requests this path answered (Apollo answered the others). */
+  answered = 0;
   private readonly rules;
   private readonly parseOptions;
 
@@ -127,10 +129,12 @@ export class FastPath {
     try {
       await rateLimits.operation(caller, known.operation, 'http');
     } catch (error) {
+      this.answered++;
       return this.respond(contentType, { errors: [ensureGraphQLError(error)] }, true);
     }
     const result = await known.compiled.query(undefined, context, variables);
-    return this.respond(contentType, result, false);
+    this.answered++;
+    return this.respond(contentType, result.errors ? { ...result, errors: result.errors.map(asGraphQLJsError) } : result, false);
   }
 
   /** After Apollo answered a POST body: remember its document, fit for this path or not, if not known yet. */
@@ -217,6 +221,18 @@ function isHttpHead(x: unknown): x is { status?: number; headers?: Map<string, s
     (!('status' in x) || typeof x.status === 'number') &&
     (!('headers' in x) || x.headers instanceof Map)
   );
+}
+
+/**
+ * graphql-jit's errors are not graphql-js's (no extensions object, no nodes): rebuilt as graphql-js's locatedError
+ * builds a resolver's error, so formatError and unwrapResolverError see what they see under Apollo.
+ */
+function asGraphQLJsError(error: GraphQLError): GraphQLError {
+  const original = error.originalError;
+  if (original instanceof GraphQLError && original.path) return original;
+  const rebuilt = new GraphQLError(error.message, { path: error.path, originalError: original });
+  (rebuilt as { locations?: GraphQLError['locations'] }).locations = error.locations;
+  return rebuilt;
 }
 
 /** Apollo's ensureGraphQLError, for what a plugin hook throws. */
