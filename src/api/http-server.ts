@@ -40,9 +40,13 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(JSON.stringify(body));
 }
 
-/** Where every GraphQL answer (Apollo's or the fast path's) is written. */
+/**
+ * Where every GraphQL answer (Apollo's or the fast path's) is written. With its length known the head and body
+ * leave in one write; without it node would send the body chunked, in a vectored write of three buffers.
+ */
 function finish(res: ServerResponse, answer: GraphQLAnswer): void {
   for (const [name, value] of answer.headers) res.setHeader(name, value);
+  res.setHeader('content-length', Buffer.byteLength(answer.body));
   res.writeHead(answer.status);
   res.end(answer.body);
 }

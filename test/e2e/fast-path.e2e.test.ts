@@ -198,6 +198,15 @@ const cases: Case[] = [
       }),
   },
   {
+    name: 'a field kept or dropped by @include and @skip on variables',
+    fast: true,
+    send: async (tag) =>
+      post({
+        query: `query S($id: ID!, $x: Boolean!) { promotion(id: $id) { id name @include(if: $x) totalStock @skip(if: $x) } }${tag}`,
+        variables: { id: await createPromotion(), x: true },
+      }),
+  },
+  {
     name: 'one operation of two, chosen by operationName',
     fast: true,
     send: async (tag) =>
