@@ -55,7 +55,6 @@ export interface GraphQLAnswer {
 }
 
 interface Known {
-  document: DocumentNode;
   operation: OperationDefinitionNode;
   compiled: CompiledQuery;
 }
@@ -154,14 +153,14 @@ export class FastPath {
     }
     if (validate(this.options.schema, document, this.rules).length > 0) return null;
     const operation = getOperationAST(document, operationName);
-    if (!operation || operation.operation === 'subscription' || operation.selectionSet.selections.some(isIntrospection)) return null;
+    if (!operation || operation.operation === 'subscription' || operation.selectionSet.selections.some(mayIntrospect)) return null;
     try {
       assertOperationComplexity(document, operation);
     } catch {
       return null;
     }
     const compiled = compileQuery(this.options.schema, document, operationName);
-    return isCompiledQuery(compiled) ? { document, operation, compiled } : null;
+    return isCompiledQuery(compiled) ? { operation, compiled } : null;
   }
 
   private remember(key: string, known: Known | null): void {
@@ -252,5 +251,6 @@ function requestKey(body: Record<string, unknown>): string | null {
   return `\u0001${operationName}\u0000${query}`;
 }
 
-const isIntrospection = (selection: OperationDefinitionNode['selectionSet']['selections'][number]) =>
+/** A root __schema or __type, or a fragment that could hide one: left to Apollo, as introspection is rare. */
+const mayIntrospect = (selection: OperationDefinitionNode['selectionSet']['selections'][number]) =>
   selection.kind !== Kind.FIELD || selection.name.value === '__schema' || selection.name.value === '__type';
