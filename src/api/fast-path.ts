@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import {
   GraphQLError,
   Kind,
+  execute,
   getOperationAST,
   getVariableValues,
   parse,
@@ -12,7 +13,6 @@ import {
   type GraphQLSchema,
   type OperationDefinitionNode,
 } from 'graphql';
-import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
 import type { EdgeLimits } from '../config';
 import type { Caller } from '../domain/types';
 import { assertOperationComplexity } from './complexity';
@@ -23,9 +23,13 @@ import type { RateLimits } from './rate-limits';
 /**
  * Why this exists: in a flash sale nearly every request is the same few documents (issueCoupon above all), and
  * Apollo spends several times the cost of the reservation itself on each of them (hashing the text, content
- * negotiation, a dozen plugin hooks and promises, graphql-js execution). This path answers a POST whose
- * (query, operationName) it has already seen valid, with the document parsed, validated, checked for complexity
- * and compiled once (graphql-jit, as mercurius does), and everything else per request done as Apollo does it.
+ * negotiation, a dozen plugin hooks and their promises, header copies). This path answers a POST whose
+ * (query, operationName) it has already seen valid, with the document parsed, validated and checked for
+ * complexity once, and per request only what Apollo does per request: the rate limit, graphql-js's execute (the
+ * executor Apollo calls, so results and errors are the same objects), formatError and the status rules.
+ * graphql-jit was tried: no measurable gain on these one-field operations (the time goes to HTTP, Redis and GC),
+ * and compiling costs milliseconds to tens of milliseconds per document, which unique documents would turn into
+ * a way to stall the event loop.
  *
  * What it guarantees: the same answer as Apollo's, byte for byte (status, headers, body), with the same side
  * effects (rate-limit tokens, refusal counts, internal errors logged through formatError). It does so by
@@ -55,8 +59,9 @@ export interface GraphQLAnswer {
 }
 
 interface Known {
+  document: DocumentNode;
   operation: OperationDefinitionNode;
-  compiled: CompiledQuery;
+  operationName: string | undefined;
 }
 
 /** What Apollo answers for each Accept value it may receive here (its chooseContentTypeForSingleResultResponse). */
@@ -131,9 +136,11 @@ export class FastPath {
       this.answered++;
       return this.respond(contentType, { errors: [ensureGraphQLError(error)] }, true);
     }
-    const result = await known.compiled.query(undefined, context, variables);
+    // What Apollo runs (executeIncrementally is graphql-js's execute under graphql 16), with the same arguments.
+    const { schema } = this.options;
+    const result = await execute({ schema, document: known.document, contextValue: context, variableValues: variables, operationName: known.operationName });
     this.answered++;
-    return this.respond(contentType, result.errors ? { ...result, errors: result.errors.map(asGraphQLJsError) } : result, false);
+    return this.respond(contentType, result, false);
   }
 
   /** After Apollo answered a POST body: remember its document, fit for this path or not, if not known yet. */
@@ -159,8 +166,7 @@ export class FastPath {
     } catch {
       return null;
     }
-    const compiled = compileQuery(this.options.schema, document, operationName);
-    return isCompiledQuery(compiled) ? { operation, compiled } : null;
+    return { document, operation, operationName };
   }
 
   private remember(key: string, known: Known | null): void {
@@ -220,18 +226,6 @@ function isHttpHead(x: unknown): x is { status?: number; headers?: Map<string, s
     (!('status' in x) || typeof x.status === 'number') &&
     (!('headers' in x) || x.headers instanceof Map)
   );
-}
-
-/**
- * graphql-jit's errors are not graphql-js's (no extensions object, no nodes): rebuilt as graphql-js's locatedError
- * builds a resolver's error, so formatError and unwrapResolverError see what they see under Apollo.
- */
-function asGraphQLJsError(error: GraphQLError): GraphQLError {
-  const original = error.originalError;
-  if (original instanceof GraphQLError && original.path) return original;
-  const rebuilt = new GraphQLError(error.message, { path: error.path, originalError: original });
-  (rebuilt as { locations?: GraphQLError['locations'] }).locations = error.locations;
-  return rebuilt;
 }
 
 /** Apollo's ensureGraphQLError, for what a plugin hook throws. */
