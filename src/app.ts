@@ -39,6 +39,8 @@ export interface RunningApp {
   issuance: IssuanceService;
   consumer: StreamConsumer | null;
   audit: AuditService;
+  /** GraphQL requests answered by the fast path (api/fast-path.ts) rather than Apollo, so far. */
+  fastPathAnswers(): number;
   /** Stops accepting, finishes in-flight requests and batches, closes subscriptions and connections. */
   stop(): Promise<void>;
 }
@@ -154,7 +156,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   httpServer.on(
     'request',
     createRequestHandler({
-      graphql: graphqlServer ? { apollo: graphqlServer.apollo, authenticator, context } : null,
+      graphql: graphqlServer ? { apollo: graphqlServer.apollo, fastPath: graphqlServer.fastPath, authenticator, context } : null,
       rateLimits,
       readiness,
       metrics: { contentType: metrics.registry.contentType, text: () => metrics.registry.metrics() },
@@ -228,5 +230,6 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
       logger.info('coupon issuance service stopped');
     })());
 
-  return { port, url, metrics, promotions, issuance, consumer, audit, stop };
+  const fastPathAnswers = () => graphqlServer?.fastPath.answered ?? 0;
+  return { port, url, metrics, promotions, issuance, consumer, audit, fastPathAnswers, stop };
 }

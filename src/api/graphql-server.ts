@@ -11,6 +11,7 @@ import type { Authenticator } from './auth';
 import { assertOperationComplexity } from './complexity';
 import type { GraphQLContext } from './context';
 import { createErrorFormatter } from './errors';
+import { FastPath } from './fast-path';
 import {
   CLOSE_BACKLOG_OVERFLOW,
   CLOSE_TOO_MANY_CONNECTIONS,
@@ -46,6 +47,8 @@ export interface GraphQLServerOptions {
 
 export interface GraphQLServer {
   apollo: ApolloServer<GraphQLContext>;
+  /** Answers the POSTs of documents already seen as Apollo would (fast-path.ts); Apollo answers the rest. */
+  fastPath: FastPath;
   /** Stops accepting WebSocket connections and closes the open ones (subscriptions complete). */
   closeWebSockets(): Promise<void>;
 }
@@ -204,6 +207,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
     },
   );
 
+  const fastPath = new FastPath({ schema: options.schema, limits, rateLimits, formatError, context: options.context, development: options.development });
   const apollo = new ApolloServer<GraphQLContext>({
     schema: options.schema,
     introspection: limits.introspection,
@@ -218,12 +222,15 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
       ApolloServerPluginCacheControlDisabled(),
       complexityPlugin,
       rateLimits.plugin(),
+      // Once Apollo stops it refuses operations: so must the fast path, by leaving them to it.
+      { serverWillStart: async () => ({ serverWillStop: async () => fastPath.stop() }) },
     ],
   });
   await apollo.start();
 
   return {
     apollo,
+    fastPath,
     // graphql-ws closes every socket (1001 Going away) and then the WebSocket server itself.
     closeWebSockets: once(() => ws.dispose()),
   };

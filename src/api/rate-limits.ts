@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import { HeaderMap, type ApolloServerPlugin } from '@apollo/server';
 import { unwrapResolverError } from '@apollo/server/errors';
-import { GraphQLError, Kind, type OperationDefinitionNode } from 'graphql';
+import { GraphQLError, Kind, type GraphQLFormattedError, type OperationDefinitionNode } from 'graphql';
 import { RateLimitedError } from '../domain/errors';
 import type { Caller } from '../domain/types';
 import type { RedisKeys } from '../redis/keys';
@@ -143,10 +143,29 @@ export class RateLimits {
     return wait;
   }
 
+  /** issueCoupon's refusals come from its bucket in the reservation script: counted as they leave, by any path. */
+  countRefusals(errors: readonly unknown[]): void {
+    for (const error of errors) if (unwrapResolverError(error) instanceof RateLimitedError) this.onRefused('issue');
+  }
+
   /**
-   * Checks each operation, and gives a response whose root fields produced no data because of a rate limit
-   * (issueCoupon refused by its bucket) the status 429 with Retry-After; any data at all keeps it 200.
+   * A response whose root fields produced no data because of a rate limit (issueCoupon refused by its bucket)
+   * gets the status 429 with Retry-After; any data at all keeps it 200. Null when it is not such a response.
    */
+  httpRefusal(
+    data: Record<string, unknown> | null | undefined,
+    errors: readonly GraphQLFormattedError[] | undefined,
+  ): { status: 429; retryAfter: string } | null {
+    if (!errors || (data && Object.values(data).some((v) => v !== null))) return null;
+    const waits = errors
+      .filter((e) => e.extensions?.code === 'RATE_LIMITED')
+      .map((e) => e.extensions?.retryAfterMs)
+      .filter((ms): ms is number => typeof ms === 'number');
+    if (waits.length === 0) return null;
+    return { status: 429, retryAfter: retryAfterSeconds(Math.max(...waits)) };
+  }
+
+  /** The same checks as Apollo plugin hooks: each operation, broken documents, refusals, and the status. */
   plugin(): ApolloServerPlugin<GraphQLContext> {
     return {
       requestDidStart: async () => ({
@@ -155,20 +174,14 @@ export class RateLimits {
         },
         didEncounterErrors: async ({ operation, contextValue, errors }) => {
           if (!operation) await this.invalidDocument(contextValue.caller);
-          // issueCoupon's refusals come from its bucket in the reservation script: counted here, as they leave.
-          for (const error of errors) if (unwrapResolverError(error) instanceof RateLimitedError) this.onRefused('issue');
+          this.countRefusals(errors);
         },
         willSendResponse: async ({ response }) => {
           if (response.body.kind !== 'single') return;
-          const { data, errors } = response.body.singleResult;
-          if (!errors || (data && Object.values(data).some((v) => v !== null))) return;
-          const waits = errors
-            .filter((e) => e.extensions?.code === 'RATE_LIMITED')
-            .map((e) => e.extensions?.retryAfterMs)
-            .filter((ms): ms is number => typeof ms === 'number');
-          if (waits.length === 0) return;
-          response.http.status = 429;
-          response.http.headers.set('retry-after', retryAfterSeconds(Math.max(...waits)));
+          const refusal = this.httpRefusal(response.body.singleResult.data, response.body.singleResult.errors);
+          if (!refusal) return;
+          response.http.status = refusal.status;
+          response.http.headers.set('retry-after', refusal.retryAfter);
         },
       }),
     };
