@@ -1,12 +1,13 @@
 import type { Coupon, QueuedRequest } from '../domain/types';
 import { encodeIssuance } from './issuance-codec';
 import { CONSUMER_GROUP, type RedisKeys } from './keys';
-import type { ScriptedRedis } from './scripts';
+import { ConsumerScripts, type ConfirmedEntry, type ScriptedRedis } from './scripts';
 
 /**
  * The consumers' side of Redis: the promotions' streams read through one consumer group, the scripts that
- * end a request (confirm, fail, retire), and the consumer-name leases. Keys and script arguments are
- * assembled here, next to each other, so the consumer deals in requests and coupons only.
+ * end a request (confirm, fail, retire), and the consumer-name leases. Keys are built here and the scripts
+ * called through their typed methods (ConsumerScripts), so the consumer deals in requests and coupons only.
+ * A batch costs a constant number of round trips, whatever its size: one read, one confirm.
  */
 
 export interface QueueEntry {
@@ -27,13 +28,17 @@ type StreamEntry = [id: string, fields: string[]];
 type XReadReply = [stream: string, entries: StreamEntry[]][] | null;
 
 export class RedisStreamQueue {
+  private readonly scripts: ConsumerScripts;
+
   constructor(
     private readonly redis: ScriptedRedis,
     /** A connection of the queue's own, for blocking reads: abortRead() closes it. */
     private readonly reader: ScriptedRedis,
     private readonly keys: RedisKeys,
     private readonly statusTtlMs: number,
-  ) {}
+  ) {
+    this.scripts = new ConsumerScripts(redis);
+  }
 
   activePromotions(): Promise<string[]> {
     return this.redis.smembers(this.keys.activePromotions());
@@ -114,7 +119,7 @@ export class RedisStreamQueue {
 
   /** Removes a dead consumer's name, unless it holds entries (delete-consumer.lua). */
   async deleteConsumer(promotionId: string, consumer: string): Promise<void> {
-    await this.redis.couponDeleteConsumer(this.keys.promotion(promotionId).stream, CONSUMER_GROUP, consumer);
+    await this.scripts.deleteConsumer({ stream: this.keys.promotion(promotionId).stream }, { group: CONSUMER_GROUP, consumer });
   }
 
   /**
@@ -137,27 +142,26 @@ export class RedisStreamQueue {
     return entries;
   }
 
-  /** After the coupons are committed: ISSUED, published, acknowledged and trimmed, atomically (confirm.lua). */
+  /**
+   * After the coupons are committed: ISSUED, published, acknowledged and trimmed, atomically (confirm.lua).
+   * Each message carries the time it was sent, for the publish → socket latency.
+   */
   async confirm(promotionId: string, stored: { request: QueuedRequest; coupon: Coupon }[]): Promise<void> {
     if (stored.length === 0) return;
-    const statusKeys: string[] = [];
-    const args: (string | number)[] = [];
-    for (const { request, coupon } of stored) {
-      statusKeys.push(this.keys.status(promotionId, request.requestId));
-      const message = encodeIssuance({ ...request, status: 'ISSUED', coupon, failureReason: null });
-      args.push(
-        request.entryId,
-        this.keys.userChannel(request.userId),
-        message,
-        request.userId,
-        request.requestedAt.getTime(),
-        coupon.id,
-        coupon.code,
-        coupon.issuedAt.getTime(),
-      );
-    }
+    const sentAt = Date.now();
+    const entries: ConfirmedEntry[] = stored.map(({ request, coupon }) => ({
+      statusKey: this.keys.status(promotionId, request.requestId),
+      entryId: request.entryId,
+      channel: this.keys.userChannel(request.userId),
+      message: encodeIssuance({ ...request, status: 'ISSUED', coupon, failureReason: null }, sentAt),
+      userId: request.userId,
+      requestedAtMs: request.requestedAt.getTime(),
+      couponId: coupon.id,
+      code: coupon.code,
+      issuedAtMs: coupon.issuedAt.getTime(),
+    }));
     const stream = this.keys.promotion(promotionId).stream;
-    await this.redis.couponConfirm(1 + statusKeys.length, stream, ...statusKeys, CONSUMER_GROUP, this.statusTtlMs, ...args);
+    await this.scripts.confirm({ stream }, { group: CONSUMER_GROUP, statusTtlMs: this.statusTtlMs, entries });
   }
 
   /**
@@ -166,22 +170,26 @@ export class RedisStreamQueue {
    */
   async fail(request: QueuedRequest, reason: string): Promise<boolean> {
     const k = this.keys.promotion(request.promotionId);
-    const message = encodeIssuance({ ...request, status: 'FAILED', coupon: null, failureReason: reason });
-    const changed = await this.redis.couponFail(
-      k.stream,
-      k.deadLetter,
-      k.stock,
-      this.keys.status(request.promotionId, request.requestId),
-      this.keys.user(request.promotionId, request.userId),
-      CONSUMER_GROUP,
-      this.statusTtlMs,
-      request.entryId,
-      this.keys.userChannel(request.userId),
-      message,
-      request.requestId,
-      request.userId,
-      request.requestedAt.getTime(),
-      reason,
+    const message = encodeIssuance({ ...request, status: 'FAILED', coupon: null, failureReason: reason }, Date.now());
+    const changed = await this.scripts.fail(
+      {
+        stream: k.stream,
+        deadLetter: k.deadLetter,
+        stock: k.stock,
+        status: this.keys.status(request.promotionId, request.requestId),
+        user: this.keys.user(request.promotionId, request.userId),
+      },
+      {
+        group: CONSUMER_GROUP,
+        statusTtlMs: this.statusTtlMs,
+        entryId: request.entryId,
+        channel: this.keys.userChannel(request.userId),
+        message,
+        requestId: request.requestId,
+        userId: request.userId,
+        requestedAtMs: request.requestedAt.getTime(),
+        reason,
+      },
     );
     return changed === 1;
   }
@@ -200,7 +208,10 @@ export class RedisStreamQueue {
   /** Lets an ended, drained promotion expire and leave the registry; true when it did. */
   async retire(promotionId: string, graceMs: number): Promise<boolean> {
     const k = this.keys.promotion(promotionId);
-    const retired = await this.redis.couponRetire(k.meta, k.stock, k.seq, k.stream, k.deadLetter, CONSUMER_GROUP, graceMs, this.statusTtlMs);
+    const retired = await this.scripts.retire(
+      { meta: k.meta, stock: k.stock, seq: k.seq, stream: k.stream, deadLetter: k.deadLetter },
+      { group: CONSUMER_GROUP, graceMs, ttlMs: this.statusTtlMs },
+    );
     if (retired !== 1) return false;
     await this.redis.srem(this.keys.activePromotions(), promotionId);
     return true;
@@ -208,11 +219,11 @@ export class RedisStreamQueue {
 
   /** Takes or renews the lease on a consumer name; true when held. See consumer-lease.lua. */
   async lease(name: string, owner: string, leaseMs: number, replaceable = ''): Promise<boolean> {
-    return (await this.redis.couponConsumerLease(this.keys.consumerHeartbeat(name), owner, leaseMs, replaceable)) === 1;
+    return (await this.scripts.consumerLease({ heartbeat: this.keys.consumerHeartbeat(name) }, { owner, leaseMs, replaceable })) === 1;
   }
 
   async releaseLease(name: string, owner: string): Promise<void> {
-    await this.redis.couponConsumerLease(this.keys.consumerHeartbeat(name), owner, 0, '');
+    await this.scripts.consumerLease({ heartbeat: this.keys.consumerHeartbeat(name) }, { owner, leaseMs: 0, replaceable: '' });
   }
 
   leaseOwner(name: string): Promise<string | null> {

@@ -12,6 +12,8 @@
   then 8 values per entry:
     entryId, channel, message (published as is), userId, requestedAt (ms), couponId, code, issuedAt (ms)
 
+  The status hash's field names come from the table STATUS (issuance-codec.ts, put in front by scripts.ts).
+
   Returns the number of entries acknowledged.
 ]]
 
@@ -22,10 +24,10 @@ local n = (#ARGV - 2) / 8
 for i = 0, n - 1 do
   local a = 3 + i * 8
   local statusKey = KEYS[2 + i]
-  local state = redis.call('HGET', statusKey, 's')
+  local state = redis.call('HGET', statusKey, STATUS.status)
   if state ~= 'ISSUED' and state ~= 'FAILED' then
-    redis.call('HSET', statusKey, 's', 'ISSUED', 'u', ARGV[a + 3], 't', ARGV[a + 4],
-      'c', ARGV[a + 5], 'k', ARGV[a + 6], 'i', ARGV[a + 7])
+    redis.call('HSET', statusKey, STATUS.status, 'ISSUED', STATUS.userId, ARGV[a + 3], STATUS.requestedAt, ARGV[a + 4],
+      STATUS.couponId, ARGV[a + 5], STATUS.code, ARGV[a + 6], STATUS.issuedAt, ARGV[a + 7])
     redis.call('PEXPIRE', statusKey, ttl)
     redis.call('PUBLISH', ARGV[a + 1], ARGV[a + 2])
   end
