@@ -1,26 +1,24 @@
-import { newCouponCode, newCouponId } from '../domain/identifiers';
+import { newCouponCodes, newCouponId } from '../domain/identifiers';
 import type { CouponRepository } from '../domain/ports';
 import type { Coupon, QueuedRequest } from '../domain/types';
 import type { Db } from './client';
 
-interface CouponRow {
-  id: string;
-  code: string;
-  promotion_id: string;
-  user_id: string;
-  request_id: string;
-  requested_at: Date;
+/** A row of store_coupons: request_id null means "all inserted now, at issued_at". */
+interface StoredRow {
+  request_id: string | null;
+  id: string | null;
+  code: string | null;
   issued_at: Date;
 }
 
-const toCoupon = (row: CouponRow): Coupon => ({
-  id: row.id,
-  code: row.code,
-  promotionId: row.promotion_id,
-  userId: row.user_id,
-  requestId: row.request_id,
-  requestedAt: new Date(row.requested_at),
-  issuedAt: new Date(row.issued_at),
+const couponOf = (r: QueuedRequest, id: string, code: string, issuedAt: Date): Coupon => ({
+  id,
+  code,
+  promotionId: r.promotionId,
+  userId: r.userId,
+  requestId: r.requestId,
+  requestedAt: r.requestedAt,
+  issuedAt,
 });
 
 export class PrismaCouponRepository implements CouponRepository {
@@ -44,24 +42,31 @@ export class PrismaCouponRepository implements CouponRepository {
   /**
    * The whole batch in one round trip, in autocommit: store_coupons (migration 20261127130000) takes the
    * promotions' advisory locks shared (outcome-lock.ts), then one INSERT … SELECT FROM unnest(…) ON CONFLICT
-   * (request_id) DO NOTHING, so a redelivered request inserts nothing twice, then re-reads, in a statement
-   * of its own (a fresh snapshot), the coupons of requests stored before or by another consumer meanwhile.
-   * A request recorded as failed gets none: it is simply not in the result.
+   * (request_id) DO NOTHING, so a redelivered request inserts nothing twice. When all were inserted it sends
+   * back only their issued_at (the ids and codes are made here); otherwise it re-reads, in a statement of its
+   * own (a fresh snapshot), the coupon of every request that has one, stored now, before, or by another
+   * consumer meanwhile. A request recorded as failed gets none: it is simply not in the result.
    */
   async persistBatch(requests: QueuedRequest[]): Promise<Coupon[]> {
     if (requests.length === 0) return [];
     const unique = [...new Map(requests.map((r) => [r.requestId, r])).values()];
     const ids = unique.map(() => newCouponId());
-    const codes = unique.map(() => newCouponCode());
-    const promotionIds = unique.map((r) => r.promotionId);
-    const userIds = unique.map((r) => r.userId);
+    const codes = newCouponCodes(unique.length);
     const requestIds = unique.map((r) => r.requestId);
-    const requestedAts = unique.map((r) => r.requestedAt.toISOString());
-    const positions = unique.map((r) => r.position);
-    const rows = await this.db.$queryRaw<CouponRow[]>`
-      SELECT id, code, promotion_id, user_id, request_id, requested_at, issued_at
-      FROM store_coupons(${ids}::text[], ${codes}::text[], ${promotionIds}::text[], ${userIds}::text[],
-                         ${requestIds}::text[], ${requestedAts}::text[], ${positions}::int[])`;
-    return rows.map(toCoupon);
+    const rows = await this.db.$queryRaw<StoredRow[]>`
+      SELECT request_id, id, code, issued_at
+      FROM store_coupons(${ids}::text[], ${codes}::text[], ${unique.map((r) => r.promotionId)}::text[],
+                         ${unique.map((r) => r.userId)}::text[], ${requestIds}::text[],
+                         ${unique.map((r) => r.requestedAt.toISOString())}::text[], ${unique.map((r) => r.position)}::int[])`;
+    const [first] = rows;
+    if (first && first.request_id === null) {
+      const issuedAt = new Date(first.issued_at);
+      return unique.map((r, i) => couponOf(r, ids[i] as string, codes[i] as string, issuedAt));
+    }
+    const byRequest = new Map(unique.map((r) => [r.requestId, r]));
+    return rows.flatMap((row) => {
+      const request = row.request_id === null ? undefined : byRequest.get(row.request_id);
+      return request ? [couponOf(request, row.id as string, row.code as string, new Date(row.issued_at))] : [];
+    });
   }
 }
