@@ -30,6 +30,7 @@ import { connectRedis, createRedis } from '../src/redis/client';
 import { RedisKeys } from '../src/redis/keys';
 import { RedisReservationStore } from '../src/redis/reservation-store';
 import { freePort, startService, stopChild, type Child } from './children';
+import { cpuBetween, snapshotCpu, type CpuSnapshot } from './cpu';
 import { benchDatabaseName, deleteKeysWithPrefix } from './service';
 
 const ROOT = join(__dirname, '..');
@@ -56,6 +57,11 @@ export interface DrainConsumerResult {
   rowsPerSecond: number;
   /** rowsPerSecond over the raw insert by the consumer's own method. */
   ratioToSameMethod: number;
+  /**
+   * CPU time per row during the drain, µs: the consumer process, Redis, PostgreSQL (every backend, so other
+   * clients of the same server count too), and what the rest of the machine used (% of one core).
+   */
+  cpu: { consumerUsPerRow: number | null; redisUsPerRow: number | null; postgresUsPerRow: number | null; othersPercent: number | null };
 }
 
 export interface RawInsertResult {
@@ -107,18 +113,18 @@ export async function runDrainBench(options: DrainOptions = {}): Promise<DrainRe
 
   try {
     await store.markStateBuilt(); // the promotions below are set up by hand: nothing to rebuild
-    const drains: { label: string; rows: number; drainMs: number; promotionId: string }[] = [];
+    const drains: { label: string; rows: number; drainMs: number; promotionId: string; cpu: DrainConsumerResult['cpu'] }[] = [];
     for (const service of services) {
       if (!existsSync(join(service.dir, 'dist', 'main.js'))) throw new Error(`${service.dir}: no dist/main.js (npm run build)`);
       const promotion = await newPromotion(db, store, requests);
       log(`${service.label}: queuing ${requests} reservations`);
       await fill(store, promotion, requests);
       log(`${service.label}: draining with one consumer`);
-      const drainMs = await drain(service.dir, promotion.id);
+      const { ms: drainMs, cpu } = await drain(service.dir, promotion.id);
       const { rows } = await pg.query<{ n: string }>('SELECT count(*) AS n FROM coupons WHERE promotion_id = $1', [promotion.id]);
       const stored = Number(rows[0]?.n ?? 0);
       if (stored !== requests) throw new Error(`${service.label}: ${stored} coupons stored for ${requests} reservations`);
-      drains.push({ label: service.label, rows: requests, drainMs, promotionId: promotion.id });
+      drains.push({ label: service.label, rows: requests, drainMs, promotionId: promotion.id, cpu });
       log(`${service.label}: ${perSecond(requests, drainMs)} rows/s`);
     }
 
@@ -153,7 +159,7 @@ export async function runDrainBench(options: DrainOptions = {}): Promise<DrainRe
     const bestRaw = raw.reduce((a, b) => (b.rowsPerSecond > a.rowsPerSecond ? b : a));
     const consumers = drains.map((d) => {
       const rowsPerSecond = perSecond(d.rows, d.drainMs);
-      return { label: d.label, rows: d.rows, drainMs: Math.round(d.drainMs), rowsPerSecond, ratioToSameMethod: round2(rowsPerSecond / same.rowsPerSecond) };
+      return { label: d.label, rows: d.rows, drainMs: Math.round(d.drainMs), rowsPerSecond, ratioToSameMethod: round2(rowsPerSecond / same.rowsPerSecond), cpu: d.cpu };
     });
     const markdown = report(requests, batchSize, consumers, raw, same, bestRaw);
     return { requests, batchSize, consumers, raw, sameMethodRowsPerSecond: same.rowsPerSecond, bestRaw, markdown };
@@ -168,7 +174,7 @@ export async function runDrainBench(options: DrainOptions = {}): Promise<DrainRe
   }
 
   /** Starts one consumer process from `dir`, returns the drain time once the stream is empty, stops it. */
-  async function drain(dir: string, promotionId: string): Promise<number> {
+  async function drain(dir: string, promotionId: string): Promise<{ ms: number; cpu: DrainConsumerResult['cpu'] }> {
     const port = await freePort();
     const profile = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolve(options.cpuProfileDir)}`] : [];
     const env = {
@@ -186,21 +192,33 @@ export async function runDrainBench(options: DrainOptions = {}): Promise<DrainRe
     // Watched from before the spawn: the consumer may start draining before /readyz answers.
     let startedAt = 0;
     let watching = true;
+    const pids = new Map<string, number>();
+    let cpuAtStart: CpuSnapshot | null = null;
     const emptied = (async () => {
       for (const giveUpAt = Date.now() + DRAIN_GIVE_UP_MS; watching && Date.now() < giveUpAt; await sleep(5)) {
         const length = await redis.xlen(stream);
-        if (startedAt === 0 && length < requests) startedAt = performance.now();
-        if (length === 0) return performance.now() - startedAt;
+        if (startedAt === 0 && length < requests) {
+          startedAt = performance.now();
+          cpuAtStart = await snapshotCpu(pids, redis);
+        }
+        if (length === 0) {
+          const ms = performance.now() - startedAt;
+          return { ms, cpu: cpuAtStart ? cpuPerRow(cpuAtStart, await snapshotCpu(pids, redis), requests) : null };
+        }
       }
       throw new Error(`the stream was not drained within ${DRAIN_GIVE_UP_MS} ms`);
     })();
     emptied.catch(() => undefined);
     try {
-      const child = await startService(['node', ...profile, 'dist/main.js'], env, `http://127.0.0.1:${port}`, dir, (c) => children.push(c));
-      const ms = await Promise.race([emptied, child.exited.then((how) => Promise.reject(new Error(`the consumer exited (${how}):\n${child.tail()}`)))]);
+      const child = await startService(['node', ...profile, 'dist/main.js'], env, `http://127.0.0.1:${port}`, dir, (c) => {
+        children.push(c);
+        pids.set('consumer', c.pid);
+      });
+      const { ms, cpu } = await Promise.race([emptied, child.exited.then((how) => Promise.reject(new Error(`the consumer exited (${how}):\n${child.tail()}`)))]);
       await stopChild(child);
       children.splice(children.indexOf(child), 1);
-      return ms;
+      const none = { consumerUsPerRow: null, redisUsPerRow: null, postgresUsPerRow: null, othersPercent: null };
+      return { ms, cpu: cpu ?? none };
     } finally {
       watching = false;
     }
@@ -217,6 +235,17 @@ async function emptyTables(databaseUrl: string): Promise<void> {
   } finally {
     await client.end();
   }
+}
+
+function cpuPerRow(before: CpuSnapshot, after: CpuSnapshot, rows: number): DrainConsumerResult['cpu'] {
+  const usage = cpuBetween(before, after);
+  const seconds = (after.atMs - before.atMs) / 1000;
+  const perRow = (name: string) => {
+    const percent = usage.percent.get(name);
+    return percent === undefined ? null : Math.round((percent / 100) * seconds * 1e6 / rows * 10) / 10;
+  };
+  const others = usage.othersPercent;
+  return { consumerUsPerRow: perRow('consumer'), redisUsPerRow: perRow('redis'), postgresUsPerRow: perRow('postgres'), othersPercent: others === null ? null : Math.round(others) };
 }
 
 interface RawRow {
@@ -339,6 +368,12 @@ function report(requests: number, batchSize: number, consumers: DrainConsumerRes
     '| --- | ---: | ---: | ---: |',
     ...consumers.map((c) => `| consumer: ${c.label} | ${n(c.rowsPerSecond)} | ${c.ratioToSameMethod.toFixed(2)} | ${round2(c.rowsPerSecond / best.rowsPerSecond).toFixed(2)} |`),
     ...raw.map((r) => `| raw: ${r.method} | ${n(r.rowsPerSecond)} | ${round2(r.rowsPerSecond / same.rowsPerSecond).toFixed(2)} | ${round2(r.rowsPerSecond / best.rowsPerSecond).toFixed(2)} |`),
+    '',
+    'CPU per row during the drain (µs; PostgreSQL counts every backend of the server, so other clients too):',
+    '',
+    '| consumer | consumer process | Redis | PostgreSQL | rest of the machine, % of a core |',
+    '| --- | ---: | ---: | ---: | ---: |',
+    ...consumers.map((c) => `| ${c.label} | ${c.cpu.consumerUsPerRow ?? '-'} | ${c.cpu.redisUsPerRow ?? '-'} | ${c.cpu.postgresUsPerRow ?? '-'} | ${c.cpu.othersPercent ?? '-'} |`),
     '',
   ].join('\n');
 }

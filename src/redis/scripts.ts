@@ -94,7 +94,7 @@ export class ConsumerScripts {
     const argv: (string | number)[] = [args.group, args.statusTtlMs];
     for (const e of args.entries) {
       statusKeys.push(e.statusKey);
-      argv.push(e.entryId, e.channel, e.message, e.userId, e.requestedAtMs, e.couponId, e.code, e.issuedAtMs);
+      argv.push(e.entryId, e.channel, e.message);
     }
     return this.redis.couponConfirm(1 + statusKeys.length, keys.stream, ...statusKeys, ...argv);
   }
@@ -139,15 +139,10 @@ export class ConsumerScripts {
   }
 }
 
-/** One request of confirm.lua: its status hash, entry, channel, message, and the coupon's fields. */
+/** One request of confirm.lua: its status hash, entry, channel, and message (encodeIssuance: the hash is written from it). */
 export interface ConfirmedEntry {
   statusKey: string;
   entryId: string;
   channel: string;
   message: string;
-  userId: string;
-  requestedAtMs: number;
-  couponId: string;
-  code: string;
-  issuedAtMs: number;
 }

@@ -154,11 +154,6 @@ export class RedisStreamQueue {
       entryId: request.entryId,
       channel: this.keys.userChannel(request.userId),
       message: encodeIssuance({ ...request, status: 'ISSUED', coupon, failureReason: null }, sentAt),
-      userId: request.userId,
-      requestedAtMs: request.requestedAt.getTime(),
-      couponId: coupon.id,
-      code: coupon.code,
-      issuedAtMs: coupon.issuedAt.getTime(),
     }));
     const stream = this.keys.promotion(promotionId).stream;
     await this.scripts.confirm({ stream }, { group: CONSUMER_GROUP, statusTtlMs: this.statusTtlMs, entries });
