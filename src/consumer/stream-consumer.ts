@@ -263,13 +263,16 @@ export class StreamConsumer {
     const batch: QueuedRequest[] = [];
     const alone: QueuedRequest[] = [];
     const overCap: { request: QueuedRequest; deliveries: number }[] = [];
+    const malformed: string[] = [];
     for (const { entryId, request, deliveries } of entries) {
-      if (!request) {
-        await this.queue.discardMalformed(promotionId, entryId);
-        this.observer.failed(1);
-      } else if (deliveries >= this.options.maxDeliveries + 2) overCap.push({ request, deliveries });
+      if (!request) malformed.push(entryId);
+      else if (deliveries >= this.options.maxDeliveries + 2) overCap.push({ request, deliveries });
       else if (deliveries >= this.options.maxDeliveries) alone.push(request);
       else batch.push(request);
+    }
+    if (malformed.length > 0) {
+      await this.queue.discardMalformed(promotionId, malformed);
+      this.observer.failed(malformed.length);
     }
     let done = await this.store(promotionId, batch, entries);
     // Tried alone, so a neighbour that keeps crashing the process cannot take a whole batch down with it.
@@ -308,10 +311,13 @@ export class StreamConsumer {
       const reasons = await this.withRetry(promotionId, missing, () => this.failures.reasonsOf(missing.map((r) => r.requestId)));
       if (reasons === null) return 0;
       if (reasons !== 'permanent') {
-        for (const request of missing) {
-          const reason = reasons.get(request.requestId);
-          if (reason) await this.finishFailure(request, reason);
-        }
+        // Sent together: one round trip for all of them, whatever their number.
+        await Promise.all(
+          missing.map((request) => {
+            const reason = reasons.get(request.requestId);
+            return reason ? this.finishFailure(request, reason) : undefined;
+          }),
+        );
       }
     }
     return requests.length;

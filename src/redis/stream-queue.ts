@@ -189,15 +189,13 @@ export class RedisStreamQueue {
     return changed === 1;
   }
 
-  /** An entry this service did not write: copied to the dead-letter stream as it is, and acknowledged. */
-  async discardMalformed(promotionId: string, entryId: string): Promise<void> {
+  /** Entries this service did not write: copied to the dead-letter stream as they are, and acknowledged. */
+  async discardMalformed(promotionId: string, entryIds: string[]): Promise<void> {
+    if (entryIds.length === 0) return;
     const k = this.keys.promotion(promotionId);
-    await this.redis
-      .multi()
-      .xadd(k.deadLetter, '*', 'entry', entryId, 'reason', 'malformed entry')
-      .xack(k.stream, CONSUMER_GROUP, entryId)
-      .xdel(k.stream, entryId)
-      .exec();
+    const multi = this.redis.multi();
+    for (const entryId of entryIds) multi.xadd(k.deadLetter, '*', 'entry', entryId, 'reason', 'malformed entry');
+    await multi.xack(k.stream, CONSUMER_GROUP, ...entryIds).xdel(k.stream, ...entryIds).exec();
   }
 
   /** Lets an ended, drained promotion expire and leave the registry; true when it did. */
