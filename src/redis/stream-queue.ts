@@ -153,7 +153,18 @@ export class RedisStreamQueue {
       statusKey: this.keys.status(promotionId, request.requestId),
       entryId: request.entryId,
       channel: this.keys.userChannel(request.userId),
-      message: encodeIssuance({ ...request, status: 'ISSUED', coupon, failureReason: null }, sentAt),
+      message: encodeIssuance(
+        {
+          requestId: request.requestId,
+          promotionId,
+          userId: request.userId,
+          status: 'ISSUED',
+          requestedAt: request.requestedAt,
+          coupon,
+          failureReason: null,
+        },
+        sentAt,
+      ),
     }));
     const stream = this.keys.promotion(promotionId).stream;
     await this.scripts.confirm({ stream }, { group: CONSUMER_GROUP, statusTtlMs: this.statusTtlMs, entries });
@@ -234,8 +245,14 @@ export class RedisStreamQueue {
 }
 
 function parseEntry(entryId: string, fields: string[]): QueuedRequest | null {
-  const f: Record<string, string> = {};
-  for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string;
+  // issue.lua writes r, u, p, t, n in this order: read them in place, without a map per entry.
+  const inOrder = fields.length === 10 && fields[0] === 'r' && fields[2] === 'u' && fields[4] === 'p' && fields[6] === 't' && fields[8] === 'n';
+  let f: Record<string, string | undefined>;
+  if (inOrder) f = { r: fields[1], u: fields[3], p: fields[5], t: fields[7], n: fields[9] };
+  else {
+    f = {};
+    for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string;
+  }
   const requestedAt = Number(f.t);
   if (!f.r || !f.u || !f.p || !Number.isFinite(requestedAt)) return null;
   return { entryId, requestId: f.r, userId: f.u, promotionId: f.p, requestedAt: new Date(requestedAt), position: Number(f.n ?? 0) || 0 };
