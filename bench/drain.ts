@@ -64,6 +64,8 @@ export interface DrainConsumerResult {
    * clients of the same server count too), and what the rest of the machine used (% of one core).
    */
   cpu: { consumerUsPerRow: number | null; redisUsPerRow: number | null; postgresUsPerRow: number | null; othersPercent: number | null };
+  /** From the consumer's /metrics (absent in a build without them): mean ms per batch of each stage, mean batch size. */
+  stages: { insertMs: number; confirmMs: number; batchSize: number } | null;
 }
 
 export interface RawInsertResult {
@@ -122,7 +124,7 @@ export async function runDrainBench(options: DrainOptions = {}): Promise<DrainRe
       if (!existsSync(join(service.dir, 'dist', 'main.js'))) throw new Error(`${service.dir}: no dist/main.js (npm run build)`);
     }
     await pg.query(`CREATE TABLE ${scratch} (LIKE coupons INCLUDING ALL)`);
-    const drains: { label: string; rows: number; drainMs: number; cpu: DrainConsumerResult['cpu'] }[] = [];
+    const drains: { label: string; rows: number; drainMs: number; cpu: DrainConsumerResult['cpu']; stages: DrainConsumerResult['stages'] }[] = [];
     const raw: RawInsertResult[] = [];
     for (let round = 1; round <= rounds; round++) {
       let rows: RawRow[] = [];
@@ -133,11 +135,11 @@ export async function runDrainBench(options: DrainOptions = {}): Promise<DrainRe
         log(`round ${round}, ${service.label}: queuing ${requests} reservations`);
         await fill(store, promotion, requests);
         log(`round ${round}, ${service.label}: draining with one consumer`);
-        const { ms: drainMs, cpu } = await drain(service.dir, promotion.id);
+        const { ms: drainMs, cpu, stages } = await drain(service.dir, promotion.id);
         const { rows: count } = await pg.query<{ n: string }>('SELECT count(*) AS n FROM coupons WHERE promotion_id = $1', [promotion.id]);
         const stored = Number(count[0]?.n ?? 0);
         if (stored !== requests) throw new Error(`${service.label}: ${stored} coupons stored for ${requests} reservations`);
-        drains.push({ label: service.label, rows: requests, drainMs, cpu });
+        drains.push({ label: service.label, rows: requests, drainMs, cpu, stages });
         log(`round ${round}, ${service.label}: ${perSecond(requests, drainMs)} rows/s`);
         // The same rows the consumer stored, inserted again below into a scratch table with the same indexes.
         ({ rows } = await pg.query<RawRow>(
@@ -172,7 +174,7 @@ export async function runDrainBench(options: DrainOptions = {}): Promise<DrainRe
     const bestRaw = bestOf(bestRawByMethod);
     const consumers = services.map(({ label }) => {
       const d = bestOf(drains.filter((x) => x.label === label).map((x) => ({ ...x, rowsPerSecond: perSecond(x.rows, x.drainMs) })));
-      return { label, rows: d.rows, drainMs: Math.round(d.drainMs), rowsPerSecond: d.rowsPerSecond, ratioToSameMethod: round2(d.rowsPerSecond / same.rowsPerSecond), cpu: d.cpu };
+      return { label, rows: d.rows, drainMs: Math.round(d.drainMs), rowsPerSecond: d.rowsPerSecond, ratioToSameMethod: round2(d.rowsPerSecond / same.rowsPerSecond), cpu: d.cpu, stages: d.stages };
     });
     const markdown = report(requests, batchSize, rounds, consumers, bestRawByMethod, same, bestRaw);
     return { requests, batchSize, rounds, consumers, raw: bestRawByMethod, sameMethodRowsPerSecond: same.rowsPerSecond, bestRaw, markdown };
@@ -187,7 +189,7 @@ export async function runDrainBench(options: DrainOptions = {}): Promise<DrainRe
   }
 
   /** Starts one consumer process from `dir`, returns the drain time once the stream is empty, stops it. */
-  async function drain(dir: string, promotionId: string): Promise<{ ms: number; cpu: DrainConsumerResult['cpu'] }> {
+  async function drain(dir: string, promotionId: string): Promise<{ ms: number; cpu: DrainConsumerResult['cpu']; stages: DrainConsumerResult['stages'] }> {
     const port = await freePort();
     const profile = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolve(options.cpuProfileDir)}`] : [];
     const env = {
@@ -228,10 +230,11 @@ export async function runDrainBench(options: DrainOptions = {}): Promise<DrainRe
         pids.set('consumer', c.pid);
       });
       const { ms, cpu } = await Promise.race([emptied, child.exited.then((how) => Promise.reject(new Error(`the consumer exited (${how}):\n${child.tail()}`)))]);
+      const stages = await stagesOf(`http://127.0.0.1:${port}/metrics`);
       await stopChild(child);
       children.splice(children.indexOf(child), 1);
       const none = { consumerUsPerRow: null, redisUsPerRow: null, postgresUsPerRow: null, othersPercent: null };
-      return { ms, cpu: cpu ?? none };
+      return { ms, cpu: cpu ?? none, stages };
     } finally {
       watching = false;
     }
@@ -248,6 +251,16 @@ async function emptyTables(databaseUrl: string): Promise<void> {
   } finally {
     await client.end();
   }
+}
+
+/** The batch stages the consumer timed (coupon_consumer_batch_stage_seconds); null when it has no such metric. */
+async function stagesOf(metricsUrl: string): Promise<DrainConsumerResult['stages']> {
+  const text = await (await fetch(metricsUrl)).text();
+  const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+  const mean = (stage: string) =>
+    (1000 * value(`coupon_consumer_batch_stage_seconds_sum\\{stage="${stage}"\\}`)) / value(`coupon_consumer_batch_stage_seconds_count\\{stage="${stage}"\\}`);
+  const stages = { insertMs: round2(mean('insert')), confirmMs: round2(mean('confirm')), batchSize: Math.round(value('coupon_consumer_batch_size_sum') / value('coupon_consumer_batch_size_count')) };
+  return Object.values(stages).every(Number.isFinite) ? stages : null;
 }
 
 function cpuPerRow(before: CpuSnapshot, after: CpuSnapshot, rows: number): DrainConsumerResult['cpu'] {
@@ -387,6 +400,12 @@ function report(requests: number, batchSize: number, rounds: number, consumers: 
     '| consumer | consumer process | Redis | PostgreSQL | rest of the machine, % of a core |',
     '| --- | ---: | ---: | ---: | ---: |',
     ...consumers.map((c) => `| ${c.label} | ${c.cpu.consumerUsPerRow ?? '-'} | ${c.cpu.redisUsPerRow ?? '-'} | ${c.cpu.postgresUsPerRow ?? '-'} | ${c.cpu.othersPercent ?? '-'} |`),
+    '',
+    'Batch stages, from the consumer\'s /metrics (mean per batch):',
+    '',
+    '| consumer | insert ms | confirm ms | entries per batch |',
+    '| --- | ---: | ---: | ---: |',
+    ...consumers.map((c) => (c.stages ? `| ${c.label} | ${c.stages.insertMs} | ${c.stages.confirmMs} | ${c.stages.batchSize} |` : `| ${c.label} | - | - | - |`)),
     '',
   ].join('\n');
 }
