@@ -20,7 +20,7 @@ export interface ConsumerOptions {
    */
   maxDeliveries: number;
   maxBackoffMs: number;
-  /** Batches stored and confirmed at once (default 2): one inserting while the one before confirms. */
+  /** Batches stored and confirmed at once (default 3): inserts overlap the confirm of the batch before. */
   pipelineDepth?: number;
 }
 
@@ -49,7 +49,7 @@ const MIN_BACKOFF_MS = 50;
 /** Another consumer's entry is taken only once idle this long, so two takers never take turns on it. */
 const TAKEOVER_MIN_IDLE_MS = 1000;
 const CLAIM_PAGES = 100;
-const DEFAULT_PIPELINE_DEPTH = 2;
+const DEFAULT_PIPELINE_DEPTH = 3;
 
 /**
  * Reads queued requests from every active promotion's stream through one consumer group, stores them in
