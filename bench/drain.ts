@@ -115,7 +115,7 @@ export async function runDrainBench(options: DrainOptions = {}): Promise<DrainRe
   const children: Child[] = [];
 
   const services: { label: string; dir: string }[] = [];
-  if (options.baselineDir) services.push({ label: `before (${options.baselineDir})`, dir: resolve(options.baselineDir) });
+  if (options.baselineDir) services.push({ label: 'before (the --baseline build)', dir: resolve(options.baselineDir) });
   services.push({ label: 'this build', dir: ROOT });
 
   try {
