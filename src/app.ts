@@ -89,7 +89,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const promotions = new PromotionService(promotionRepository, reservations, clock);
   const audit = new AuditService(reservations, new PrismaAuditRepository(db), promotionRepository, clock);
   // The events feed needs the subscriber connection; a consumer-only process never subscribes.
-  const eventBus = subscriber ? new RedisIssuanceEvents(subscriber, keys) : null;
+  const eventBus = subscriber ? new RedisIssuanceEvents(subscriber, keys, (sentAt) => metrics.deliveredToFeed(sentAt)) : null;
   const events = eventBus ?? { watchUser: () => Promise.reject(new Error('no subscriptions in ROLE=consumer')), unwatchUser: () => undefined };
   const issuance = new IssuanceService(reservations, couponRepository, failureRepository, events, (outcome) => metrics.issueOutcome(outcome));
   const limiter = new RedisRateLimiter(redis, {

@@ -57,6 +57,36 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // The stages of QUEUED → ISSUED → the client's socket, so the tail of the total can be explained.
+  private readonly queueWait = new Histogram({
+    name: 'coupon_consumer_queue_wait_seconds',
+    help: 'time a request waited in its stream, from its reservation (QUEUED) until a consumer read it',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    registers: [this.registry],
+  });
+
+  private readonly batchStage = new Histogram({
+    name: 'coupon_consumer_batch_stage_seconds',
+    help: 'time one batch spent in a stage: insert (PostgreSQL commit) or confirm (ISSUED, publish, ack in Redis)',
+    labelNames: ['stage'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+
+  private readonly batchSize = new Histogram({
+    name: 'coupon_consumer_batch_size',
+    help: 'entries per batch the consumer stored',
+    buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000],
+    registers: [this.registry],
+  });
+
+  private readonly publishToSocket = new Histogram({
+    name: 'coupon_publish_to_socket_seconds',
+    help: 'time from a confirmation sent for publishing (consumer) until it reached a subscribed feed (this API process)',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+
   private readonly rateLimitedTotal = new Counter({
     name: 'rate_limited_total',
     help: 'calls refused by a rate limit, by limit (issue, user, anonymous)',
@@ -108,6 +138,11 @@ export class Metrics {
     this.rateLimiterFallbacks.inc();
   }
 
+  /** A confirmation reached a subscribed feed; the clocks of two processes of one host (or NTP-synced). */
+  deliveredToFeed(publishedAtMs: number): void {
+    this.publishToSocket.observe(Math.max(0, Date.now() - publishedAtMs) / 1000);
+  }
+
   consumerObserver(logger: Logger): ConsumerObserver {
     return {
       persisted: (count) => this.persistedTotal.inc(count),
@@ -126,6 +161,13 @@ export class Metrics {
       error: (error) => {
         this.consumerErrors.inc();
         logger.error({ err: error }, 'consumer error');
+      },
+      queueWait: (waits) => {
+        for (const ms of waits) this.queueWait.observe(Math.max(0, ms) / 1000);
+      },
+      stage: (stage, ms, entries) => {
+        this.batchStage.observe({ stage }, ms / 1000);
+        if (stage === 'insert') this.batchSize.observe(entries);
       },
     };
   }

@@ -20,7 +20,12 @@ export interface ConsumerOptions {
    */
   maxDeliveries: number;
   maxBackoffMs: number;
+  /** Batches stored and confirmed at once (default 3): inserts overlap the confirm of the batch before. */
+  pipelineDepth?: number;
 }
+
+/** The stages of a batch, timed for /metrics so the tail of QUEUED → ISSUED can be explained. */
+export type BatchStage = 'insert' | 'confirm';
 
 export interface ConsumerObserver {
   persisted(count: number): void;
@@ -30,6 +35,10 @@ export interface ConsumerObserver {
   /** Entries taken over from a consumer that died or hung (or from this one's earlier incarnation). */
   tookOver(count: number, from: string): void;
   error(error: unknown): void;
+  /** How long each entry read waited in its stream, from its reservation (QUEUED) to the read. */
+  queueWait?(waitsMs: number[]): void;
+  /** How long one stage of one batch took. */
+  stage?(stage: BatchStage, ms: number, entries: number): void;
 }
 
 /** An ended promotion's keys are let go this long after its end, once its queue is empty. */
@@ -40,6 +49,7 @@ const MIN_BACKOFF_MS = 50;
 /** Another consumer's entry is taken only once idle this long, so two takers never take turns on it. */
 const TAKEOVER_MIN_IDLE_MS = 1000;
 const CLAIM_PAGES = 100;
+const DEFAULT_PIPELINE_DEPTH = 3;
 
 /**
  * Reads queued requests from every active promotion's stream through one consumer group, stores them in
@@ -53,6 +63,11 @@ const CLAIM_PAGES = 100;
  * dead-lettered: FAILED, kept in PostgreSQL, stock given back. Waiting out a database outage counts nothing:
  * the entries stay with their live holder. Storing is idempotent (unique requestId), so an entry handled twice
  * is still one coupon, and PostgreSQL decides between stored and failed under a lock (db/outcome-lock.ts).
+ *
+ * Pipeline: a batch read is started at once (no waiting for it to fill), and the next read is made while it
+ * is stored and confirmed; up to pipelineDepth batches are in hand, so one batch's insert overlaps the
+ * confirm of the one before and the read of the next. Each batch is acknowledged only after its own commit.
+ * The in-hand batches are finished before a recovery pass, which reads this consumer's own pending entries.
  */
 export class StreamConsumer {
   private running = false;
@@ -63,6 +78,9 @@ export class StreamConsumer {
   /** Until the first recovery pass is done, this name's pending entries are a dead process's: they count. */
   private fromEarlierIncarnation = true;
   private readonly identity: ConsumerIdentity;
+  /** Batches being stored and confirmed, and the first error one of them threw (rethrown by the loop). */
+  private readonly inHand = new Set<Promise<unknown>>();
+  private inHandError: { error: unknown } | null = null;
 
   constructor(
     private readonly queue: RedisStreamQueue,
@@ -115,6 +133,7 @@ export class StreamConsumer {
         }
       }
     } finally {
+      await this.settle().catch((error: unknown) => this.observer.error(error));
       if (this.heartbeat) clearInterval(this.heartbeat);
       this.heartbeat = null;
       await this.identity.release().catch((error: unknown) => this.observer.error(error));
@@ -146,27 +165,66 @@ export class StreamConsumer {
     }
   }
 
-  /** One turn: every heartbeat, recover and retire; then read new entries (blocking up to one heartbeat). */
-  async pollOnce(): Promise<number> {
+  /**
+   * One turn: every heartbeat, finish the batches in hand, recover and retire; then read new entries
+   * (blocking up to one heartbeat) and start storing them without waiting for them.
+   */
+  private async pollOnce(): Promise<void> {
+    this.rethrowInHandError();
     const promotionIds = await this.queue.activePromotions();
     if (promotionIds.length === 0) {
+      await this.settle();
       await this.sleep(Math.min(this.options.blockMs, 250));
-      return 0;
+      return;
     }
-    let handled = 0;
     if (Date.now() >= this.nextRecoveryAt) {
+      await this.settle();
       for (const id of promotionIds) {
-        handled += await this.recover(id);
+        await this.recover(id);
         await this.queue.retire(id, RETIRE_GRACE_MS);
       }
       this.nextRecoveryAt = Date.now() + this.options.heartbeatMs;
       this.fromEarlierIncarnation = false;
     }
-    if (!this.running) return handled;
+    if (!this.running) return;
+    await this.freeSlot();
     const blockMs = Math.min(this.options.blockMs, this.options.heartbeatMs);
     const batches = await this.queue.readNew(this.name, promotionIds, this.options.batchSize, blockMs);
-    for (const [promotionId, entries] of batches) handled += await this.handle(promotionId, entries);
-    return handled;
+    const readAt = Date.now();
+    for (const [promotionId, entries] of batches) {
+      this.observer.queueWait?.(entries.map((e) => (e.request ? readAt - e.request.requestedAt.getTime() : 0)));
+      await this.freeSlot();
+      this.startBatch(this.handle(promotionId, entries));
+    }
+  }
+
+  private startBatch(batch: Promise<unknown>): void {
+    const tracked: Promise<unknown> = batch
+      .catch((error: unknown) => {
+        this.inHandError ??= { error };
+      })
+      .finally(() => this.inHand.delete(tracked));
+    this.inHand.add(tracked);
+  }
+
+  /** Waits until fewer than pipelineDepth batches are in hand; rethrows what a finished one threw. */
+  private async freeSlot(): Promise<void> {
+    const depth = Math.max(1, this.options.pipelineDepth ?? DEFAULT_PIPELINE_DEPTH);
+    while (this.inHand.size >= depth) await Promise.race(this.inHand);
+    this.rethrowInHandError();
+  }
+
+  /** Waits for every batch in hand; rethrows what one of them threw. */
+  private async settle(): Promise<void> {
+    while (this.inHand.size > 0) await Promise.all(this.inHand);
+    this.rethrowInHandError();
+  }
+
+  /** A failed batch stays pending with this consumer: the next recovery pass reads it again. */
+  private rethrowInHandError(): void {
+    const failed = this.inHandError;
+    this.inHandError = null;
+    if (failed) throw failed.error;
   }
 
   /** Takes over the entries of dead consumers, and this one's leftovers; removes dead names. */
@@ -205,13 +263,16 @@ export class StreamConsumer {
     const batch: QueuedRequest[] = [];
     const alone: QueuedRequest[] = [];
     const overCap: { request: QueuedRequest; deliveries: number }[] = [];
+    const malformed: string[] = [];
     for (const { entryId, request, deliveries } of entries) {
-      if (!request) {
-        await this.queue.discardMalformed(promotionId, entryId);
-        this.observer.failed(1);
-      } else if (deliveries >= this.options.maxDeliveries + 2) overCap.push({ request, deliveries });
+      if (!request) malformed.push(entryId);
+      else if (deliveries >= this.options.maxDeliveries + 2) overCap.push({ request, deliveries });
       else if (deliveries >= this.options.maxDeliveries) alone.push(request);
       else batch.push(request);
+    }
+    if (malformed.length > 0) {
+      await this.queue.discardMalformed(promotionId, malformed);
+      this.observer.failed(malformed.length);
     }
     let done = await this.store(promotionId, batch, entries);
     // Tried alone, so a neighbour that keeps crashing the process cannot take a whole batch down with it.
@@ -237,19 +298,26 @@ export class StreamConsumer {
    */
   private async store(promotionId: string, requests: QueuedRequest[], entries: QueueEntry[]): Promise<number> {
     if (requests.length === 0) return 0;
+    const insertStart = performance.now();
     const stored = await this.persist(promotionId, requests, entries);
     if (stored === null) return 0;
+    this.observer.stage?.('insert', performance.now() - insertStart, requests.length);
+    const confirmStart = performance.now();
     await this.confirm(promotionId, requests, stored);
+    this.observer.stage?.('confirm', performance.now() - confirmStart, requests.length);
     const have = new Set(stored.map((c) => c.requestId));
     const missing = requests.filter((r) => !have.has(r.requestId));
     if (missing.length > 0) {
       const reasons = await this.withRetry(promotionId, missing, () => this.failures.reasonsOf(missing.map((r) => r.requestId)));
       if (reasons === null) return 0;
       if (reasons !== 'permanent') {
-        for (const request of missing) {
-          const reason = reasons.get(request.requestId);
-          if (reason) await this.finishFailure(request, reason);
-        }
+        // Sent together: one round trip for all of them, whatever their number.
+        await Promise.all(
+          missing.map((request) => {
+            const reason = reasons.get(request.requestId);
+            return reason ? this.finishFailure(request, reason) : undefined;
+          }),
+        );
       }
     }
     return requests.length;

@@ -39,8 +39,17 @@ export function promotionIdOfRequest(requestId: string): string | null {
 
 /** 16 symbols of 32 = 80 random bits; the unique index in PostgreSQL backs it. */
 export function newCouponCode(): string {
-  const bytes = randomBytes(COUPON_CODE_LENGTH);
-  let code = '';
-  for (const byte of bytes) code += CODE_ALPHABET[byte & 31];
-  return code;
+  return newCouponCodes(1)[0] as string;
+}
+
+/** `count` codes from one draw of random bytes: a batch of coupons asks the system for randomness once. */
+export function newCouponCodes(count: number): string[] {
+  const bytes = randomBytes(COUPON_CODE_LENGTH * count);
+  const codes: string[] = new Array<string>(count);
+  for (let i = 0; i < count; i++) {
+    let code = '';
+    for (let j = i * COUPON_CODE_LENGTH; j < (i + 1) * COUPON_CODE_LENGTH; j++) code += CODE_ALPHABET[(bytes[j] as number) & 31];
+    codes[i] = code;
+  }
+  return codes;
 }

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { FeedEvent, FeedListener, IssuanceEvents } from '../domain/ports';
-import { decodeIssuance } from './issuance-codec';
+import { decodeMessage } from './issuance-codec';
 import type { RedisKeys } from './keys';
 
 /**
@@ -19,6 +19,8 @@ export class RedisIssuanceEvents implements IssuanceEvents {
   constructor(
     private readonly subscriber: Redis,
     private readonly keys: RedisKeys,
+    /** Told when a confirmation reaches a subscribed feed, with when it was sent (publish → socket latency). */
+    private readonly onDelivered: (publishedAtMs: number) => void = () => undefined,
   ) {
     subscriber.on('message', (channel: string, message: string) => this.dispatch(channel, message));
     let connected = subscriber.status === 'ready';
@@ -44,14 +46,11 @@ export class RedisIssuanceEvents implements IssuanceEvents {
   private dispatch(channel: string, message: string): void {
     const listeners = this.listeners.get(channel);
     if (!listeners) return;
-    let issuance;
-    try {
-      issuance = decodeIssuance(JSON.parse(message) as Record<string, string | number>);
-    } catch {
-      return; // not ours: a message that is not JSON cannot be an issuance
-    }
-    if (!issuance) return;
+    const decoded = decodeMessage(message);
+    if (!decoded) return; // not ours
+    const { issuance, publishedAtMs } = decoded;
     notify(listeners, { kind: 'final', issuance });
+    if (publishedAtMs !== null) this.onDelivered(publishedAtMs);
   }
 
   async watchUser(userId: string, listener: FeedListener): Promise<void> {

@@ -1,12 +1,13 @@
 import type { Coupon, QueuedRequest } from '../domain/types';
 import { encodeIssuance } from './issuance-codec';
 import { CONSUMER_GROUP, type RedisKeys } from './keys';
-import type { ScriptedRedis } from './scripts';
+import { ConsumerScripts, type ConfirmedEntry, type ScriptedRedis } from './scripts';
 
 /**
  * The consumers' side of Redis: the promotions' streams read through one consumer group, the scripts that
- * end a request (confirm, fail, retire), and the consumer-name leases. Keys and script arguments are
- * assembled here, next to each other, so the consumer deals in requests and coupons only.
+ * end a request (confirm, fail, retire), and the consumer-name leases. Keys are built here and the scripts
+ * called through their typed methods (ConsumerScripts), so the consumer deals in requests and coupons only.
+ * A batch costs a constant number of round trips, whatever its size: one read, one confirm.
  */
 
 export interface QueueEntry {
@@ -27,13 +28,17 @@ type StreamEntry = [id: string, fields: string[]];
 type XReadReply = [stream: string, entries: StreamEntry[]][] | null;
 
 export class RedisStreamQueue {
+  private readonly scripts: ConsumerScripts;
+
   constructor(
     private readonly redis: ScriptedRedis,
     /** A connection of the queue's own, for blocking reads: abortRead() closes it. */
     private readonly reader: ScriptedRedis,
     private readonly keys: RedisKeys,
     private readonly statusTtlMs: number,
-  ) {}
+  ) {
+    this.scripts = new ConsumerScripts(redis);
+  }
 
   activePromotions(): Promise<string[]> {
     return this.redis.smembers(this.keys.activePromotions());
@@ -114,7 +119,7 @@ export class RedisStreamQueue {
 
   /** Removes a dead consumer's name, unless it holds entries (delete-consumer.lua). */
   async deleteConsumer(promotionId: string, consumer: string): Promise<void> {
-    await this.redis.couponDeleteConsumer(this.keys.promotion(promotionId).stream, CONSUMER_GROUP, consumer);
+    await this.scripts.deleteConsumer({ stream: this.keys.promotion(promotionId).stream }, { group: CONSUMER_GROUP, consumer });
   }
 
   /**
@@ -137,27 +142,32 @@ export class RedisStreamQueue {
     return entries;
   }
 
-  /** After the coupons are committed: ISSUED, published, acknowledged and trimmed, atomically (confirm.lua). */
+  /**
+   * After the coupons are committed: ISSUED, published, acknowledged and trimmed, atomically (confirm.lua).
+   * Each message carries the time it was sent, for the publish → socket latency.
+   */
   async confirm(promotionId: string, stored: { request: QueuedRequest; coupon: Coupon }[]): Promise<void> {
     if (stored.length === 0) return;
-    const statusKeys: string[] = [];
-    const args: (string | number)[] = [];
-    for (const { request, coupon } of stored) {
-      statusKeys.push(this.keys.status(promotionId, request.requestId));
-      const message = encodeIssuance({ ...request, status: 'ISSUED', coupon, failureReason: null });
-      args.push(
-        request.entryId,
-        this.keys.userChannel(request.userId),
-        message,
-        request.userId,
-        request.requestedAt.getTime(),
-        coupon.id,
-        coupon.code,
-        coupon.issuedAt.getTime(),
-      );
-    }
+    const sentAt = Date.now();
+    const entries: ConfirmedEntry[] = stored.map(({ request, coupon }) => ({
+      statusKey: this.keys.status(promotionId, request.requestId),
+      entryId: request.entryId,
+      channel: this.keys.userChannel(request.userId),
+      message: encodeIssuance(
+        {
+          requestId: request.requestId,
+          promotionId,
+          userId: request.userId,
+          status: 'ISSUED',
+          requestedAt: request.requestedAt,
+          coupon,
+          failureReason: null,
+        },
+        sentAt,
+      ),
+    }));
     const stream = this.keys.promotion(promotionId).stream;
-    await this.redis.couponConfirm(1 + statusKeys.length, stream, ...statusKeys, CONSUMER_GROUP, this.statusTtlMs, ...args);
+    await this.scripts.confirm({ stream }, { group: CONSUMER_GROUP, statusTtlMs: this.statusTtlMs, entries });
   }
 
   /**
@@ -166,41 +176,46 @@ export class RedisStreamQueue {
    */
   async fail(request: QueuedRequest, reason: string): Promise<boolean> {
     const k = this.keys.promotion(request.promotionId);
-    const message = encodeIssuance({ ...request, status: 'FAILED', coupon: null, failureReason: reason });
-    const changed = await this.redis.couponFail(
-      k.stream,
-      k.deadLetter,
-      k.stock,
-      this.keys.status(request.promotionId, request.requestId),
-      this.keys.user(request.promotionId, request.userId),
-      CONSUMER_GROUP,
-      this.statusTtlMs,
-      request.entryId,
-      this.keys.userChannel(request.userId),
-      message,
-      request.requestId,
-      request.userId,
-      request.requestedAt.getTime(),
-      reason,
+    const message = encodeIssuance({ ...request, status: 'FAILED', coupon: null, failureReason: reason }, Date.now());
+    const changed = await this.scripts.fail(
+      {
+        stream: k.stream,
+        deadLetter: k.deadLetter,
+        stock: k.stock,
+        status: this.keys.status(request.promotionId, request.requestId),
+        user: this.keys.user(request.promotionId, request.userId),
+      },
+      {
+        group: CONSUMER_GROUP,
+        statusTtlMs: this.statusTtlMs,
+        entryId: request.entryId,
+        channel: this.keys.userChannel(request.userId),
+        message,
+        requestId: request.requestId,
+        userId: request.userId,
+        requestedAtMs: request.requestedAt.getTime(),
+        reason,
+      },
     );
     return changed === 1;
   }
 
-  /** An entry this service did not write: copied to the dead-letter stream as it is, and acknowledged. */
-  async discardMalformed(promotionId: string, entryId: string): Promise<void> {
+  /** Entries this service did not write: copied to the dead-letter stream as they are, and acknowledged. */
+  async discardMalformed(promotionId: string, entryIds: string[]): Promise<void> {
+    if (entryIds.length === 0) return;
     const k = this.keys.promotion(promotionId);
-    await this.redis
-      .multi()
-      .xadd(k.deadLetter, '*', 'entry', entryId, 'reason', 'malformed entry')
-      .xack(k.stream, CONSUMER_GROUP, entryId)
-      .xdel(k.stream, entryId)
-      .exec();
+    const multi = this.redis.multi();
+    for (const entryId of entryIds) multi.xadd(k.deadLetter, '*', 'entry', entryId, 'reason', 'malformed entry');
+    await multi.xack(k.stream, CONSUMER_GROUP, ...entryIds).xdel(k.stream, ...entryIds).exec();
   }
 
   /** Lets an ended, drained promotion expire and leave the registry; true when it did. */
   async retire(promotionId: string, graceMs: number): Promise<boolean> {
     const k = this.keys.promotion(promotionId);
-    const retired = await this.redis.couponRetire(k.meta, k.stock, k.seq, k.stream, k.deadLetter, CONSUMER_GROUP, graceMs, this.statusTtlMs);
+    const retired = await this.scripts.retire(
+      { meta: k.meta, stock: k.stock, seq: k.seq, stream: k.stream, deadLetter: k.deadLetter },
+      { group: CONSUMER_GROUP, graceMs, ttlMs: this.statusTtlMs },
+    );
     if (retired !== 1) return false;
     await this.redis.srem(this.keys.activePromotions(), promotionId);
     return true;
@@ -208,11 +223,11 @@ export class RedisStreamQueue {
 
   /** Takes or renews the lease on a consumer name; true when held. See consumer-lease.lua. */
   async lease(name: string, owner: string, leaseMs: number, replaceable = ''): Promise<boolean> {
-    return (await this.redis.couponConsumerLease(this.keys.consumerHeartbeat(name), owner, leaseMs, replaceable)) === 1;
+    return (await this.scripts.consumerLease({ heartbeat: this.keys.consumerHeartbeat(name) }, { owner, leaseMs, replaceable })) === 1;
   }
 
   async releaseLease(name: string, owner: string): Promise<void> {
-    await this.redis.couponConsumerLease(this.keys.consumerHeartbeat(name), owner, 0, '');
+    await this.scripts.consumerLease({ heartbeat: this.keys.consumerHeartbeat(name) }, { owner, leaseMs: 0, replaceable: '' });
   }
 
   leaseOwner(name: string): Promise<string | null> {
@@ -230,8 +245,14 @@ export class RedisStreamQueue {
 }
 
 function parseEntry(entryId: string, fields: string[]): QueuedRequest | null {
-  const f: Record<string, string> = {};
-  for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string;
+  // issue.lua writes r, u, p, t, n in this order: read them in place, without a map per entry.
+  const inOrder = fields.length === 10 && fields[0] === 'r' && fields[2] === 'u' && fields[4] === 'p' && fields[6] === 't' && fields[8] === 'n';
+  let f: Record<string, string | undefined>;
+  if (inOrder) f = { r: fields[1], u: fields[3], p: fields[5], t: fields[7], n: fields[9] };
+  else {
+    f = {};
+    for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string;
+  }
   const requestedAt = Number(f.t);
   if (!f.r || !f.u || !f.p || !Number.isFinite(requestedAt)) return null;
   return { entryId, requestId: f.r, userId: f.u, promotionId: f.p, requestedAt: new Date(requestedAt), position: Number(f.n ?? 0) || 0 };

@@ -83,7 +83,14 @@ async function allIssued(p: PromotionRecord, requestIds: string[]): Promise<void
   for (const id of requestIds) {
     const status = await redis.hgetall(keys.status(p.id, id));
     const row = rows.find((r) => r.requestId === id);
-    expect(status).toMatchObject({ s: 'ISSUED', k: row?.code, c: row?.id });
+    expect(status).toMatchObject({
+      s: 'ISSUED',
+      k: row?.code,
+      c: row?.id,
+      u: row?.userId,
+      t: String(row?.requestedAt.getTime()),
+      i: String(row?.issuedAt.getTime()),
+    });
   }
   await expectAuditHolds(auditFor(redis, keys, db), p.id);
 }

@@ -380,8 +380,8 @@ test('When the database stops answering mid-batch, then a graceful stop still en
     const admin = { userId: 'admin', isAdmin: true, isMerchant: false };
     const p = await app.promotions.create(admin, { name: 'stuck', totalStock: 5, endsAt: new Date(Date.now() + 3600_000) });
     let stuck = false;
-    // The batch's INSERT reaches a database that never answers (not a refused connection: a silent network).
-    void proxy.interceptOnce((chunk) => chunk.includes('INSERT INTO coupons'), () => {
+    // The batch's write (store_coupons) reaches a database that never answers (not a refused connection: a silent network).
+    void proxy.interceptOnce((chunk) => chunk.includes('store_coupons('), () => {
       stuck = true;
       return new Promise<never>(() => undefined);
     });

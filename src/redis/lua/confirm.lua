@@ -9,23 +9,35 @@
 
   ARGV[1] consumer group
   ARGV[2] status TTL, ms
-  then 8 values per entry:
-    entryId, channel, message (published as is), userId, requestedAt (ms), couponId, code, issuedAt (ms)
+  then 3 values per entry:
+    entryId, channel, message (JSON, published as is)
+
+  The message holds the status hash's fields under the hash's own names (the table STATUS, put in front by
+  scripts.ts from issuance-codec.ts): the hash is written from it, so a request's state is sent once.
 
   Returns the number of entries acknowledged.
 ]]
 
 local group, ttl = ARGV[1], ARGV[2]
 local ids = {}
-local n = (#ARGV - 2) / 8
+local n = (#ARGV - 2) / 3
+local copied = { STATUS.userId, STATUS.requestedAt, STATUS.couponId, STATUS.code, STATUS.issuedAt }
 
 for i = 0, n - 1 do
-  local a = 3 + i * 8
+  local a = 3 + i * 3
   local statusKey = KEYS[2 + i]
-  local state = redis.call('HGET', statusKey, 's')
+  local state = redis.call('HGET', statusKey, STATUS.status)
   if state ~= 'ISSUED' and state ~= 'FAILED' then
-    redis.call('HSET', statusKey, 's', 'ISSUED', 'u', ARGV[a + 3], 't', ARGV[a + 4],
-      'c', ARGV[a + 5], 'k', ARGV[a + 6], 'i', ARGV[a + 7])
+    local message = cjson.decode(ARGV[a + 2])
+    local fields = { STATUS.status, 'ISSUED' }
+    for _, field in ipairs(copied) do
+      local value = message[field]
+      -- JSON numbers (ms) decode as doubles: written back as integers, exactly.
+      if type(value) == 'number' then value = string.format('%d', value) end
+      fields[#fields + 1] = field
+      fields[#fields + 1] = value
+    end
+    redis.call('HSET', statusKey, unpack(fields))
     redis.call('PEXPIRE', statusKey, ttl)
     redis.call('PUBLISH', ARGV[a + 1], ARGV[a + 2])
   end

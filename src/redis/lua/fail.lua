@@ -19,17 +19,20 @@
   ARGV[8] requestedAt (ms)
   ARGV[9] failure reason
 
+  The status hash's field names come from the table STATUS (issuance-codec.ts, put in front by scripts.ts).
+
   Returns 1 when this call made the request FAILED, 0 when it was already final.
 ]]
 
-local state = redis.call('HGET', KEYS[4], 's')
+local state = redis.call('HGET', KEYS[4], STATUS.status)
 local changed = 0
 if state ~= 'ISSUED' and state ~= 'FAILED' then
   redis.call('INCR', KEYS[3])
   if tonumber(redis.call('HGET', KEYS[5], 'n') or '0') > 0 then
     redis.call('HINCRBY', KEYS[5], 'n', -1)
   end
-  redis.call('HSET', KEYS[4], 's', 'FAILED', 'u', ARGV[7], 't', ARGV[8], 'f', ARGV[9])
+  redis.call('HSET', KEYS[4], STATUS.status, 'FAILED', STATUS.userId, ARGV[7], STATUS.requestedAt, ARGV[8],
+    STATUS.failureReason, ARGV[9])
   redis.call('PEXPIRE', KEYS[4], ARGV[2])
   redis.call('XADD', KEYS[2], '*', 'r', ARGV[6], 'u', ARGV[7], 't', ARGV[8], 'reason', ARGV[9])
   redis.call('PUBLISH', ARGV[4], ARGV[5])

@@ -12,7 +12,8 @@
   KEYS[3] seq              (reservations made so far)
   KEYS[4] user hash        (n = reservations held, last = latest requestId)
   KEYS[5] idempotency key  (only read or written when ARGV[4] is not empty)
-  KEYS[6] status hash of the new request (s, u, t, n = position)
+  KEYS[6] status hash of the new request (status, userId, requestedAt, position: names from STATUS, see
+          issuance-codec.ts; the table is put in front of this file)
   KEYS[7] stream           (entry fields: r requestId, u userId, p promotionId, t requestedAt ms, n position)
   KEYS[8] the user's rate bucket in this promotion (GCRA, µs; the `gcra` fragment is put in front of this file)
   KEYS[9] the client IP's rate bucket in this promotion (only touched when ARGV[9] > 0)
@@ -47,7 +48,7 @@ local function remaining()
 end
 
 -- The same requestId twice can only be one call delivered twice: answer what the first one got.
-local done = redis.call('HMGET', KEYS[6], 'u', 'n')
+local done = redis.call('HMGET', KEYS[6], STATUS.userId, STATUS.position)
 if done[1] == userId and done[2] then
   return { 1, requestId, tonumber(done[2]), remaining() }
 end
@@ -110,7 +111,7 @@ if idemKey ~= '' then
   redis.call('SET', KEYS[5], requestId .. ' ' .. position .. ' ' .. stock, 'PX', ARGV[5])
 end
 
-redis.call('HSET', KEYS[6], 's', 'QUEUED', 'u', userId, 't', nowMs, 'n', position)
+redis.call('HSET', KEYS[6], STATUS.status, 'QUEUED', STATUS.userId, userId, STATUS.requestedAt, nowMs, STATUS.position, position)
 
 redis.call('XADD', KEYS[7], '*', 'r', requestId, 'u', userId, 'p', promotionId, 't', nowMs, 'n', position)
 

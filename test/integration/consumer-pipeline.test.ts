@@ -1,0 +1,273 @@
+import { Client } from 'pg';
+import type { BatchStage, StreamConsumer } from '../../src/consumer/stream-consumer';
+import { createDb, type Db } from '../../src/db/client';
+import { PrismaCouponRepository } from '../../src/db/coupon-repository';
+import { PrismaFailureRepository } from '../../src/db/failure-repository';
+import { PrismaPromotionRepository } from '../../src/db/promotion-repository';
+import { newCouponCode, newCouponId, newRequestId } from '../../src/domain/identifiers';
+import type { CouponRepository, FeedEvent, FeedListener } from '../../src/domain/ports';
+import type { Coupon, PromotionRecord, QueuedRequest } from '../../src/domain/types';
+import { connectRedis, createDedicatedRedis, createRedis } from '../../src/redis/client';
+import { RedisIssuanceEvents } from '../../src/redis/event-bus';
+import { encodeIssuance } from '../../src/redis/issuance-codec';
+import { CONSUMER_GROUP, RedisKeys } from '../../src/redis/keys';
+import { RedisReservationStore } from '../../src/redis/reservation-store';
+import type { ScriptedRedis } from '../../src/redis/scripts';
+import { createConsumer } from '../helpers/consumers';
+import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
+import { promotionRecord } from '../helpers/fixtures';
+
+/**
+ * The consumer's pipeline (batches in hand at once, each acknowledged after its own commit), the one-round-trip
+ * store (store_coupons), and the stage observations behind /metrics.
+ */
+
+let env: TestEnvironment;
+let db: Db;
+let redis: ScriptedRedis;
+let keys: RedisKeys;
+let store: RedisReservationStore;
+const running: StreamConsumer[] = [];
+
+beforeAll(async () => {
+  env = await createTestEnvironment('consumer_pipeline');
+  db = createDb(env.databaseUrl);
+  redis = createRedis(env.redisUrl, 'test-commands');
+  await connectRedis(redis);
+  keys = new RedisKeys(env.prefix);
+  store = new RedisReservationStore(redis, keys);
+});
+
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((c) => c.stop()));
+  await redis.del(keys.activePromotions());
+});
+
+afterAll(async () => {
+  redis.disconnect();
+  await db.$disconnect();
+  await env.cleanup();
+});
+
+async function newPromotion(totalStock: number): Promise<PromotionRecord> {
+  const p = promotionRecord({ name: 'pipeline test', totalStock });
+  await new PrismaPromotionRepository(db).create(p);
+  await store.setupPromotion(p, 0);
+  return p;
+}
+
+async function queue(p: PromotionRecord, count: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const r = await store.reserve({ promotionId: p.id, userId: `user-${i}`, requestId: newRequestId(p.id), idempotencyKey: null });
+    ids.push(r.requestId as string);
+  }
+  return ids;
+}
+
+const queued = (p: PromotionRecord, requestId: string, userId: string): QueuedRequest => ({
+  entryId: '1-1',
+  requestId,
+  promotionId: p.id,
+  userId,
+  requestedAt: new Date(Date.now() - 1000),
+  position: 1,
+});
+
+/** A coupon repository whose writes wait for the test to open the gate, counting how many wait at once. */
+class GatedCoupons implements CouponRepository {
+  waiting = 0;
+  mostAtOnce = 0;
+  calls = 0;
+  private open!: () => void;
+  private readonly gate = new Promise<void>((resolve) => (this.open = resolve));
+
+  constructor(private readonly inner: PrismaCouponRepository) {}
+
+  release(): void {
+    this.open();
+  }
+
+  async persistBatch(requests: QueuedRequest[]): Promise<Coupon[]> {
+    this.calls++;
+    this.waiting++;
+    this.mostAtOnce = Math.max(this.mostAtOnce, this.waiting);
+    try {
+      await this.gate;
+      return await this.inner.persistBatch(requests);
+    } finally {
+      this.waiting--;
+    }
+  }
+
+  findByRequestId(requestId: string) {
+    return this.inner.findByRequestId(requestId);
+  }
+
+  listByUser(userId: string, promotionId: string | null, limit: number) {
+    return this.inner.listByUser(userId, promotionId, limit);
+  }
+}
+
+test('When entries keep coming, then batches are stored pipelineDepth at a time, and none is acknowledged before its commit', async () => {
+  const p = await newPromotion(60);
+  const ids = await queue(p, 60);
+  const coupons = new GatedCoupons(new PrismaCouponRepository(db));
+  const stages: { stage: BatchStage; entries: number }[] = [];
+  const waits: number[] = [];
+  const consumer = await createConsumer({
+    redisUrl: env.redisUrl,
+    redis,
+    keys,
+    db,
+    coupons,
+    options: { consumerName: 'pipelined', batchSize: 10, pipelineDepth: 2 },
+    observer: { stage: (stage, _ms, entries) => stages.push({ stage, entries }), queueWait: (w) => waits.push(...w) },
+  });
+  consumer.start();
+  running.push(consumer);
+
+  await eventually(async () => (coupons.waiting === 2 ? true : undefined), 10_000, 'two batches in hand');
+  // Several turns of the loop (blockMs 100, heartbeat 150): no third batch is read while two are in hand.
+  await new Promise((r) => setTimeout(r, 500));
+  expect(coupons.calls).toBe(2);
+  const stream = keys.promotion(p.id).stream;
+  expect(await redis.xlen(stream)).toBe(60); // nothing confirmed: confirm deletes the entries it acknowledges
+  expect(Number(((await redis.xpending(stream, CONSUMER_GROUP)) as [number])[0])).toBe(20);
+
+  coupons.release();
+  await eventually(async () => ((await redis.xlen(stream)) === 0 ? true : undefined), 10_000, 'the queue drained');
+  expect(coupons.mostAtOnce).toBe(2);
+  expect(await db.coupon.count({ where: { promotionId: p.id } })).toBe(60);
+  for (const id of ids) expect(await redis.hget(keys.status(p.id, id), 's')).toBe('ISSUED');
+  const total = (stage: BatchStage) => stages.filter((s) => s.stage === stage).reduce((sum, s) => sum + s.entries, 0);
+  expect(total('insert')).toBe(60);
+  expect(total('confirm')).toBe(60);
+  expect(waits).toHaveLength(60);
+  expect(Math.min(...waits)).toBeGreaterThanOrEqual(0);
+});
+
+describe('store_coupons', () => {
+  test('When a batch mixes new, already stored and failed requests, then each stored one gets its coupon as committed, the failed one none', async () => {
+    const p = await newPromotion(10);
+    const repository = new PrismaCouponRepository(db);
+    const [before] = await repository.persistBatch([queued(p, newRequestId(p.id), 'earlier')]);
+    const failedId = newRequestId(p.id);
+    expect(await new PrismaFailureRepository(db).record({ ...queued(p, failedId, 'failed'), reason: 'test', deliveries: 7 })).toBe('failed');
+    const fresh = [queued(p, newRequestId(p.id), 'a'), queued(p, newRequestId(p.id), 'b')];
+
+    const coupons = await repository.persistBatch([queued(p, before?.requestId as string, 'earlier'), queued(p, failedId, 'failed'), ...fresh]);
+
+    expect(coupons.map((c) => c.requestId).sort()).toEqual([before?.requestId, ...fresh.map((r) => r.requestId)].sort());
+    const rows = await db.coupon.findMany({ where: { promotionId: p.id } });
+    expect(rows).toHaveLength(3);
+    for (const coupon of coupons) {
+      const row = rows.find((r) => r.requestId === coupon.requestId);
+      expect({ id: coupon.id, code: coupon.code, issuedAt: coupon.issuedAt.getTime(), userId: coupon.userId }).toEqual({
+        id: row?.id,
+        code: row?.code,
+        issuedAt: row?.issuedAt.getTime(),
+        userId: row?.userId,
+      });
+    }
+    expect(coupons.find((c) => c.requestId === before?.requestId)?.code).toBe(before?.code);
+  });
+
+  test('When every request is new, then the coupons it answers with are the rows committed, issuedAt included', async () => {
+    const p = await newPromotion(10);
+    const requests = Array.from({ length: 5 }, (_, i) => queued(p, newRequestId(p.id), `new-${i}`));
+    const coupons = await new PrismaCouponRepository(db).persistBatch(requests);
+    const rows = await db.coupon.findMany({ where: { promotionId: p.id } });
+    expect(new Map(coupons.map((c) => [c.requestId, [c.id, c.code, c.issuedAt.getTime()]]))).toEqual(
+      new Map(rows.map((r) => [r.requestId, [r.id, r.code, r.issuedAt.getTime()]])),
+    );
+  });
+
+  test('When another consumer commits one of the requests while the batch waits on it, then the batch answers with that coupon', async () => {
+    const p = await newPromotion(10);
+    const contested = newRequestId(p.id);
+    const other = newRequestId(p.id);
+    const holder = new Client({ connectionString: env.databaseUrl });
+    await holder.connect();
+    try {
+      const code = newCouponCode();
+      await holder.query('BEGIN');
+      await holder.query(
+        `INSERT INTO coupons (id, code, promotion_id, user_id, request_id, requested_at, position) VALUES ($1, $2, $3, 'first', $4, now(), 1)`,
+        [newCouponId(), code, p.id, contested],
+      );
+      let settled = false;
+      const storing = new PrismaCouponRepository(db)
+        .persistBatch([queued(p, contested, 'first'), queued(p, other, 'second')])
+        .finally(() => (settled = true));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(settled).toBe(false); // waits on the uncommitted row with the same request id
+      await holder.query('COMMIT');
+      const coupons = await storing;
+      expect(coupons.map((c) => c.requestId).sort()).toEqual([contested, other].sort());
+      expect(coupons.find((c) => c.requestId === contested)?.code).toBe(code);
+    } finally {
+      await holder.end();
+    }
+    expect(await db.coupon.count({ where: { promotionId: p.id } })).toBe(2);
+  });
+
+  test('When a failure is being recorded (its lock held), then storing waits, and stores nothing for that request', async () => {
+    const p = await newPromotion(10);
+    const requestId = newRequestId(p.id);
+    const recorder = new Client({ connectionString: env.databaseUrl });
+    await recorder.connect();
+    try {
+      await recorder.query('BEGIN');
+      await recorder.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [p.id]);
+      await recorder.query(
+        `INSERT INTO failed_requests (request_id, promotion_id, user_id, position, reason, deliveries, requested_at) VALUES ($1, $2, 'x', 1, 'test', 7, now())`,
+        [requestId, p.id],
+      );
+      let settled = false;
+      const storing = new PrismaCouponRepository(db).persistBatch([queued(p, requestId, 'x')]).finally(() => (settled = true));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(settled).toBe(false);
+      await recorder.query('COMMIT');
+      expect(await storing).toEqual([]);
+    } finally {
+      await recorder.end();
+    }
+    expect(await db.coupon.count({ where: { requestId } })).toBe(0);
+  });
+});
+
+test('When a confirmation reaches a subscribed feed, then the time it was sent is reported; a message without it reports nothing', async () => {
+  const subscriber = createDedicatedRedis(env.redisUrl, 'test-events');
+  await connectRedis(subscriber);
+  const delivered: number[] = [];
+  const events = new RedisIssuanceEvents(subscriber, keys, (sentAt) => delivered.push(sentAt));
+  try {
+    const received: FeedEvent[] = [];
+    const listener: FeedListener = { onFeedEvent: (event) => received.push(event) };
+    await events.watchUser('alice', listener);
+    const p = promotionRecord();
+    const issuance = {
+      requestId: newRequestId(p.id),
+      promotionId: p.id,
+      userId: 'alice',
+      status: 'FAILED' as const,
+      requestedAt: new Date(),
+      coupon: null,
+      failureReason: 'test',
+    };
+    const sentAt = Date.now() - 5;
+    await redis.publish(keys.userChannel('alice'), encodeIssuance(issuance));
+    await redis.publish(keys.userChannel('alice'), encodeIssuance(issuance, sentAt));
+    // Published on one connection, in order: once the second is here, the first is too.
+    await eventually(async () => (received.length >= 2 ? true : undefined), 5000, 'both messages');
+    expect(received).toEqual([
+      { kind: 'final', issuance },
+      { kind: 'final', issuance },
+    ]);
+    expect(delivered).toEqual([sentAt]);
+    events.unwatchUser('alice', listener);
+  } finally {
+    subscriber.disconnect();
+  }
+});

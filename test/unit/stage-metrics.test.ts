@@ -1,0 +1,33 @@
+import { createLogger } from '../../src/logger';
+import { Metrics } from '../../src/metrics';
+
+/** The stages of QUEUED → ISSUED → socket, as /metrics exposes them. */
+
+const sample = (text: string, name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+
+test('When the consumer reports its stages, then /metrics has a histogram per stage with those observations', async () => {
+  const metrics = new Metrics();
+  const observer = metrics.consumerObserver(createLogger('silent'));
+  observer.queueWait?.([3, 40, 2000]);
+  observer.stage?.('insert', 12, 500);
+  observer.stage?.('confirm', 4, 500);
+  observer.stage?.('insert', 8, 20);
+  const text = await metrics.registry.metrics();
+
+  expect(sample(text, 'coupon_consumer_queue_wait_seconds_count')).toBe(3);
+  expect(sample(text, 'coupon_consumer_queue_wait_seconds_sum')).toBeCloseTo(2.043, 6);
+  expect(sample(text, 'coupon_consumer_batch_stage_seconds_count\\{stage="insert"\\}')).toBe(2);
+  expect(sample(text, 'coupon_consumer_batch_stage_seconds_sum\\{stage="insert"\\}')).toBeCloseTo(0.02, 6);
+  expect(sample(text, 'coupon_consumer_batch_stage_seconds_count\\{stage="confirm"\\}')).toBe(1);
+  expect(sample(text, 'coupon_consumer_batch_size_sum')).toBe(520);
+});
+
+test('When a confirmation reaches a feed, then publish → socket is observed from the time it was sent', async () => {
+  const metrics = new Metrics();
+  metrics.deliveredToFeed(Date.now() - 30);
+  const text = await metrics.registry.metrics();
+  expect(sample(text, 'coupon_publish_to_socket_seconds_count')).toBe(1);
+  const seconds = sample(text, 'coupon_publish_to_socket_seconds_sum');
+  expect(seconds).toBeGreaterThanOrEqual(0.03);
+  expect(seconds).toBeLessThan(10);
+});
