@@ -1,4 +1,5 @@
 /** The side-by-side run's result (also written as JSON) and its markdown, bench/results/compare.md. */
+import type { DrainResult } from './drain';
 import { pAt, type Distribution } from './stats';
 
 export interface TargetResult {
@@ -72,8 +73,8 @@ export interface CompareResult {
     /** Sockets where the server accepted the permessage-deflate the client offered. */
     compressed: number;
   } | null;
-  /** CONSUMER DRAIN: whatever bench/drain.ts's runDrainBench returns (a 200,000-request backlog), as is. */
-  drain: unknown;
+  /** The consumer on a 200,000-request backlog beside raw inserts of the same rows (bench/drain.ts). */
+  drain: DrainResult | null;
   notes: string[];
   /** The chart's file name, next to the report. */
   chart: string;
@@ -120,6 +121,8 @@ export function targetChecks(r: CompareResult): [string, boolean | null, string]
   ]);
   const perSocket = r.rss?.bytesPerSocket ?? null;
   checks.push(['RSS per subscribed socket ≤ 10 KiB', perSocket === null ? null : perSocket <= 10 * 1024, perSocket === null ? '' : `${fmt(perSocket / 1024, 1)} KiB`]);
+  const drainRatio = r.drain?.consumers.at(-1)?.ratioToSameMethod ?? null;
+  checks.push(['consumer ≥ 0.7 × a raw insert by its own method', drainRatio === null ? null : drainRatio >= 0.7, drainRatio === null ? '' : `${fmt(drainRatio, 2)}×`]);
   return checks;
 }
 
@@ -245,8 +248,8 @@ export function renderCompare(r: CompareResult): string {
         `permessage-deflate offered, as browsers do, and accepted on ${fmt(rss.compressed)}).`,
     );
   }
-  // CONSUMER DRAIN: rendered from whatever bench/drain.ts returns once the integrator wires it.
-  out.push('', '### Consumer drain', '', r.drain === null || r.drain === undefined ? 'Not measured in this run (bench/drain.ts).' : `\`\`\`json\n${JSON.stringify(r.drain, null, 2)}\n\`\`\``);
+  // drain.md's own tables, one heading level down.
+  out.push('', '### Consumer drain', '', r.drain === null ? 'Not measured in this run.' : r.drain.markdown.replace(/^# .*\n+/, ''));
   out.push('', '### Targets', '', table(['target', 'measured', 'verdict'], targetChecks(r).map(([what, ok, value]) => [what, value || '-', met(ok)])));
   if (r.notes.length) out.push('', ...r.notes.map((n) => `- ${n}`));
   return `${out.join('\n')}\n`;

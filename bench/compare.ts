@@ -25,6 +25,7 @@ import { renderCompare, type CompareResult, type TargetResult } from './compare-
 import { cpuBetween, snapshotCpu } from './cpu';
 import { pickGenerator, runGenerator, wrkInstalled, type GenRequest, type GenResult } from './generator';
 import type { BenchOptions } from './options';
+import { runDrainBench } from './drain';
 import { Progress, countProbe, metricsProbe, type Probe, type Timeline } from './progress';
 import { ISSUE_COUPON, benchDatabaseName, couponRows, createPromotion, deleteKeysWithPrefix, reservations, truncateBenchTables } from './service';
 import { SocketHolder } from './sockets';
@@ -85,8 +86,6 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
     sale: null,
     halfLoad: null,
     rss: null,
-    // CONSUMER DRAIN: the integrator wires bench/drain.ts here: `result.drain = await runDrainBench(...)`
-    // (a 200,000-request backlog); the report prints it under "Consumer drain" and the JSON keeps it as is.
     drain: null,
     notes,
     chart: 'compare.svg',
@@ -491,8 +490,8 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
   }
 
   if (on('drain')) {
-    // CONSUMER DRAIN: left for bench/drain.ts (runDrainBench); until it is wired, the report says so.
-    notes.push('Consumer drain (200,000-request backlog): not wired into this run yet (bench/drain.ts).');
+    // One consumer process on a 200,000-request backlog, beside raw inserts of the same rows (bench/drain.ts).
+    result.drain = await runDrainBench({ redisUrl: REDIS_URL, log: (m) => log(`drain: ${m}`) });
   }
 
   // --- Ratios, report, JSON, chart.
