@@ -125,7 +125,13 @@ describe('bench targets', () => {
       ['service ≥ 10 × sync-db', true],
       [expect.stringContaining('answer→ISSUED p99 ≤ 50 ms'), null],
       ['RSS per subscribed socket ≤ 10 KiB', null],
+      ['consumer ≥ 0.7 × a raw insert by its own method', null],
     ]);
     expect(targetChecks(result([target('ceiling', 10_000, 20), target('service', 5000, 20)]))[0]?.[1]).toBe(false);
+    // The consumer is judged by the build under test: the last consumer drained, not the --baseline one before it.
+    const drained = (...ratios: number[]) =>
+      ({ ...result([]), drain: { consumers: ratios.map((ratioToSameMethod) => ({ ratioToSameMethod })) } }) as unknown as CompareResult;
+    expect(targetChecks(drained(0.31, 0.79)).at(-1)?.slice(1)).toEqual([true, '0.79×']);
+    expect(targetChecks(drained(0.79, 0.5)).at(-1)?.[1]).toBe(false);
   });
 });
