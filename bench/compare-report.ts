@@ -101,6 +101,16 @@ const LABELS: Record<TargetResult['role'], string> = {
   'two-api': 'service, 2 × ROLE=api + 1 × ROLE=consumer',
 };
 
+/** CPU µs spent per answer by each part of a run: % of one core is 10,000 µs of CPU a second. */
+export function cpuPerAnswer(t: TargetResult): { servers: number; redis: number; postgres: number; generator: number; total: number } {
+  const per = (percent: number | undefined) => (t.requestsPerSecond > 0 && percent !== undefined ? (percent * 10_000) / t.requestsPerSecond : Number.NaN);
+  const servers = Object.entries(t.cpu.percent)
+    .filter(([name]) => name.startsWith('server') || name === 'consumer')
+    .reduce((sum, [, v]) => sum + v, 0);
+  const parts = { servers: per(servers), redis: per(t.cpu.percent.redis ?? 0), postgres: per(t.cpu.percent.postgres ?? 0), generator: per(t.generator.cpuPercent) };
+  return { ...parts, total: parts.servers + parts.redis + parts.postgres + parts.generator };
+}
+
 export function targetChecks(r: CompareResult): [string, boolean | null, string][] {
   const by = (role: TargetResult['role']) => r.targets.find((t) => t.role === role);
   const bare = by('ceiling');
@@ -164,6 +174,19 @@ export function renderCompare(r: CompareResult): string {
             .map(([k, v]) => `${k} ${pct(v)}`)
             .join(', ');
           return [t.label, servers || '-', pct(t.cpu.percent.redis), pct(t.cpu.percent.postgres), pct(t.generator.cpuPercent), pct(t.cpu.percent.loadgen), pct(t.cpu.othersPercent), pct(t.cpu.machinePercent)];
+        }),
+      ),
+    );
+    out.push(
+      '',
+      'CPU per answer, µs (% of a core × 10,000 ÷ req/s): on 2 cores the machine, not one process, is the limit, so ' +
+        'what each design spends per answer, wherever it spends it, is what its throughput can be:',
+      '',
+      table(
+        ['target', 'server(s)', 'redis', 'postgres', 'load generator', 'all of these'],
+        r.targets.map((t) => {
+          const c = cpuPerAnswer(t);
+          return [t.label, fmt(c.servers), fmt(c.redis), fmt(c.postgres), fmt(c.generator), fmt(c.total)];
         }),
       ),
     );

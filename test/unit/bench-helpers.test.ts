@@ -1,5 +1,5 @@
 import { escapeXml, niceTicks, ninesOf, renderChart } from '../../bench/chart';
-import { targetChecks, type CompareResult, type TargetResult } from '../../bench/compare-report';
+import { cpuPerAnswer, targetChecks, type CompareResult, type TargetResult } from '../../bench/compare-report';
 import { parseResponse } from '../../bench/open-loop';
 import { COMPARE_PHASES, USAGE, parseOptions } from '../../bench/options';
 import { distribution, logHistogram, pAt, percentileOfSorted } from '../../bench/stats';
@@ -133,5 +133,16 @@ describe('bench targets', () => {
       ({ ...result([]), drain: { consumers: ratios.map((ratioToSameMethod) => ({ ratioToSameMethod })) } }) as unknown as CompareResult;
     expect(targetChecks(drained(0.31, 0.79)).at(-1)?.slice(1)).toEqual([true, '0.79×']);
     expect(targetChecks(drained(0.79, 0.5)).at(-1)?.[1]).toBe(false);
+  });
+});
+
+describe('bench CPU per answer', () => {
+  test('When a run used some % of a core per part at some req/s, then each part costs % × 10,000 ÷ req/s µs an answer', () => {
+    const run = {
+      requestsPerSecond: 5000,
+      cpu: { percent: { server: 80, 'server 2': 20, consumer: 10, redis: 30, postgres: 15, loadgen: 2 }, machinePercent: 90, othersPercent: 5 },
+      generator: { kind: 'wrk', cpuPercent: 10, cpuCapacity: 200, saturated: false },
+    } as unknown as TargetResult;
+    expect(cpuPerAnswer(run)).toEqual({ servers: 220, redis: 60, postgres: 30, generator: 20, total: 330 });
   });
 });
