@@ -235,14 +235,18 @@ function ensureGraphQLError(error: unknown): GraphQLError {
   return new GraphQLError(`Unexpected error value: ${String(error)}`);
 }
 
-/** One key per (query, operationName): null when the body is not one this path could take. */
+/**
+ * One key per (query, operationName): null when the body is not one this path could take. The name's length
+ * leads, so no pair spells another's key: a separator alone would not do, since a comment may hold any
+ * character (a NUL too), and names are not checked here.
+ */
 function requestKey(body: Record<string, unknown>): string | null {
   const { query, operationName, extensions } = body;
   if (typeof query !== 'string' || query === '') return null;
   if (extensions !== undefined && extensions !== null) return null;
   if (operationName === undefined || operationName === null) return `\u0000${query}`;
   if (typeof operationName !== 'string') return null;
-  return `\u0001${operationName}\u0000${query}`;
+  return `${operationName.length}:${operationName}\u0000${query}`;
 }
 
 /** A root __schema or __type, or a fragment that could hide one: left to Apollo, as introspection is rare. */

@@ -299,6 +299,17 @@ const cases: Case[] = [
     fast: false,
     send: async (tag) => post({ query: `{ __schema { queryType { name } } }${tag}` }, {}, await newUser()),
   },
+  {
+    name: 'an operationName that spells a known (operationName, query) pair across the two fields: not that known document',
+    fast: false,
+    send: async (tag) => {
+      // A comment may hold a NUL: (A, `query A {…} #\0X`) is a valid request, and (`A\0query A {…} #`, `X`) a broken one.
+      const head = 'query A { __typename } #';
+      await post({ query: `${head}\u0000X${tag}`, operationName: 'A' });
+      return post({ query: `X${tag}`, operationName: `A\u0000${head}` });
+    },
+    shows: (sent) => expect([sent.status, codes(sent)]).toEqual([400, ['GRAPHQL_PARSE_FAILED']]),
+  },
 ];
 
 describe('the fast path answers as Apollo does', () => {
