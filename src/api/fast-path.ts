@@ -152,7 +152,7 @@ export class FastPath {
     return this.respond(contentType, result, false);
   }
 
-  /** After Apollo answered a POST body: remember its document, fit for this path or not, if not known yet. */
+  /** After Apollo ran a POST body's operation: remember its document, fit for this path or not, if not known yet. */
   learn(body: unknown): void {
     if (this.stopped || !isRecord(body)) return;
     const key = requestKey(body);

@@ -312,6 +312,19 @@ const cases: Case[] = [
   },
 ];
 
+describe('what the fast path keeps', () => {
+  test('When many broken documents arrive, then a known document stays known (they are not remembered)', async () => {
+    const p = await createPromotion();
+    const known = { query: `${PROMOTION}\n# kept`, variables: { id: p } };
+    await post(known);
+    await post(known);
+    expect(lastWasFast).toBe(true);
+    for (let i = 0; i < 1001; i++) await post({ query: `{ promotion(id: "${i}") { nope } }` });
+    await post(known);
+    expect(lastWasFast).toBe(true);
+  });
+});
+
 describe('the fast path answers as Apollo does', () => {
   test.each(cases.map((c, i) => [c.name, c, i] as const))('%s', async (_name, c, i) => {
     const tag = `\n# case ${i}`;
