@@ -310,6 +310,43 @@ const cases: Case[] = [
     },
     shows: (sent) => expect([sent.status, codes(sent)]).toEqual([400, ['GRAPHQL_PARSE_FAILED']]),
   },
+  {
+    name: 'multi-byte characters in the answer: content-length counts bytes',
+    fast: true,
+    send: async (tag) => {
+      const r = await post(
+        { query: 'mutation ($input: CreatePromotionInput!) { createPromotion(input: $input) { id } }', variables: { input: { name: 'café 🎉 ß', totalStock: 5, endsAt: inAnHour() } } },
+        {},
+        admin,
+      );
+      const id = (JSON.parse(r.body) as { data: { createPromotion: { id: string } } }).data.createPromotion.id;
+      return post({ query: PROMOTION + tag, variables: { id } });
+    },
+    shows: (sent) => {
+      expect(sent.body).toContain('café 🎉 ß');
+      expect(Number(sent.headers['content-length'])).toBe(Buffer.byteLength(sent.body));
+    },
+  },
+  {
+    name: 'null variables, operationName and extensions, and a charset in the content type',
+    fast: true,
+    send: async (tag) =>
+      post({ query: `{ promotions(first: 1) { id } }${tag}`, variables: null, operationName: null, extensions: null }, { 'content-type': 'application/json; charset=UTF-8' }, await newUser()),
+  },
+  {
+    name: 'HEAD: refused by Apollo (CSRF prevention: 400), no body',
+    fast: false,
+    send: async () => {
+      const response = await fetch(`${app.url}/graphql`, { method: 'HEAD' });
+      lastWasFast = false;
+      const headers: Record<string, string> = {};
+      response.headers.forEach((value, name) => {
+        if (name !== 'date') headers[name] = value;
+      });
+      return { status: response.status, headers, body: await response.text() };
+    },
+    shows: (sent) => expect([sent.status, sent.body]).toEqual([400, '']),
+  },
 ];
 
 describe('what the fast path keeps', () => {
