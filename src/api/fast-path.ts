@@ -76,17 +76,25 @@ const CONTENT_TYPE_FOR_ACCEPT = new Map<string | undefined, string>([
 /** Request bodies Apollo's CSRF prevention and body reading accept without a second look. */
 const JSON_REQUEST_TYPES = new Set(['application/json', 'application/json; charset=utf-8', 'application/json;charset=utf-8']);
 
-/** Documents held: at most this many, and this many characters of text in all (the keys are the texts). */
+/**
+ * Documents held: at most this many, and about this many bytes of heap in all. A parsed document keeps its nodes
+ * and, through their locations, every token of its text: a few hundred bytes a token (measured 265 to 350 with
+ * graphql 16), so a short text of many tokens weighs a hundred times its characters. Each entry is charged its
+ * key (two bytes a character, at worst) and BYTES_PER_TOKEN a token; one that would take more than a sixteenth
+ * of the whole is not kept, so no single document empties the cache.
+ */
 const MAX_DOCUMENTS = 1000;
-const MAX_TEXT_CHARS = 4 * 1024 * 1024;
+const MAX_HELD_BYTES = 32 * 1024 * 1024;
+const BYTES_PER_TOKEN = 400;
+const MAX_ENTRY_BYTES = MAX_HELD_BYTES / 16;
 
 const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
 
 export class FastPath {
   /** By request key: a compiled operation, or null for a document that only Apollo answers. Oldest first (LRU). */
-  private readonly known = new Map<string, Known | null>();
-  private textChars = 0;
+  private readonly known = new Map<string, { known: Known | null; bytes: number }>();
+  private heldBytes = 0;
   private stopped: boolean;
   /** Requests this path answered (Apollo answered the others). */
   answered = 0;
@@ -116,10 +124,11 @@ export class FastPath {
     if (contentType === undefined || requestType === undefined || !JSON_REQUEST_TYPES.has(requestType.toLowerCase())) return null;
     const key = requestKey(body);
     if (key === null) return null;
-    const known = this.known.get(key);
-    if (!known) return null;
+    const entry = this.known.get(key);
+    if (!entry?.known) return null;
+    const { known } = entry;
     this.known.delete(key); // most recently used last
-    this.known.set(key, known);
+    this.known.set(key, entry);
 
     const variables = body.variables ?? undefined;
     if (variables !== undefined && !isRecord(variables)) return null;
@@ -143,7 +152,7 @@ export class FastPath {
     return this.respond(contentType, result, false);
   }
 
-  /** After Apollo answered a POST body: remember its document, fit for this path or not, if not known yet. */
+  /** After Apollo ran a POST body's operation: remember its document, fit for this path or not, if not known yet. */
   learn(body: unknown): void {
     if (this.stopped || !isRecord(body)) return;
     const key = requestKey(body);
@@ -169,13 +178,17 @@ export class FastPath {
     return { document, operation, operationName };
   }
 
-  private remember(key: string, known: Known | null): void {
-    this.known.set(key, known);
-    this.textChars += key.length;
-    while (this.known.size > MAX_DOCUMENTS || this.textChars > MAX_TEXT_CHARS) {
-      const oldest = this.known.keys().next().value as string;
+  private remember(key: string, compiled: Known | null): void {
+    let known = compiled;
+    let bytes = 2 * key.length + (known ? BYTES_PER_TOKEN * tokenCount(known.document) : 0);
+    if (bytes > MAX_ENTRY_BYTES) [known, bytes] = [null, 2 * key.length];
+    if (bytes > MAX_ENTRY_BYTES) return;
+    this.known.set(key, { known, bytes });
+    this.heldBytes += bytes;
+    while (this.known.size > MAX_DOCUMENTS || this.heldBytes > MAX_HELD_BYTES) {
+      const [oldest, entry] = this.known.entries().next().value as [string, { bytes: number }];
       this.known.delete(oldest);
-      this.textChars -= oldest.length;
+      this.heldBytes -= entry.bytes;
     }
   }
 
@@ -235,14 +248,25 @@ function ensureGraphQLError(error: unknown): GraphQLError {
   return new GraphQLError(`Unexpected error value: ${String(error)}`);
 }
 
-/** One key per (query, operationName): null when the body is not one this path could take. */
+/** The tokens a parsed document keeps alive (its locations point into their chain). */
+function tokenCount(document: DocumentNode): number {
+  let count = 0;
+  for (let token = document.loc?.startToken ?? null; token !== null; token = token.next) count++;
+  return count;
+}
+
+/**
+ * One key per (query, operationName): null when the body is not one this path could take. The name's length
+ * leads, so no pair spells another's key: a separator alone would not do, since a comment may hold any
+ * character (a NUL too), and names are not checked here.
+ */
 function requestKey(body: Record<string, unknown>): string | null {
   const { query, operationName, extensions } = body;
   if (typeof query !== 'string' || query === '') return null;
   if (extensions !== undefined && extensions !== null) return null;
   if (operationName === undefined || operationName === null) return `\u0000${query}`;
   if (typeof operationName !== 'string') return null;
-  return `\u0001${operationName}\u0000${query}`;
+  return `${operationName.length}:${operationName}\u0000${query}`;
 }
 
 /** A root __schema or __type, or a fragment that could hide one: left to Apollo, as introspection is rare. */

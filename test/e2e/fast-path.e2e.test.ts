@@ -299,7 +299,68 @@ const cases: Case[] = [
     fast: false,
     send: async (tag) => post({ query: `{ __schema { queryType { name } } }${tag}` }, {}, await newUser()),
   },
+  {
+    name: 'an operationName that spells a known (operationName, query) pair across the two fields: not that known document',
+    fast: false,
+    send: async (tag) => {
+      // A comment may hold a NUL: (A, `query A {…} #\0X`) is a valid request, and (`A\0query A {…} #`, `X`) a broken one.
+      const head = 'query A { __typename } #';
+      await post({ query: `${head}\u0000X${tag}`, operationName: 'A' });
+      return post({ query: `X${tag}`, operationName: `A\u0000${head}` });
+    },
+    shows: (sent) => expect([sent.status, codes(sent)]).toEqual([400, ['GRAPHQL_PARSE_FAILED']]),
+  },
+  {
+    name: 'multi-byte characters in the answer: content-length counts bytes',
+    fast: true,
+    send: async (tag) => {
+      const r = await post(
+        { query: 'mutation ($input: CreatePromotionInput!) { createPromotion(input: $input) { id } }', variables: { input: { name: 'café 🎉 ß', totalStock: 5, endsAt: inAnHour() } } },
+        {},
+        admin,
+      );
+      const id = (JSON.parse(r.body) as { data: { createPromotion: { id: string } } }).data.createPromotion.id;
+      return post({ query: PROMOTION + tag, variables: { id } });
+    },
+    shows: (sent) => {
+      expect(sent.body).toContain('café 🎉 ß');
+      expect(Number(sent.headers['content-length'])).toBe(Buffer.byteLength(sent.body));
+    },
+  },
+  {
+    name: 'null variables, operationName and extensions, and a charset in the content type',
+    fast: true,
+    send: async (tag) =>
+      post({ query: `{ promotions(first: 1) { id } }${tag}`, variables: null, operationName: null, extensions: null }, { 'content-type': 'application/json; charset=UTF-8' }, await newUser()),
+  },
+  {
+    name: 'HEAD: refused by Apollo (CSRF prevention: 400), no body',
+    fast: false,
+    send: async () => {
+      const response = await fetch(`${app.url}/graphql`, { method: 'HEAD' });
+      lastWasFast = false;
+      const headers: Record<string, string> = {};
+      response.headers.forEach((value, name) => {
+        if (name !== 'date') headers[name] = value;
+      });
+      return { status: response.status, headers, body: await response.text() };
+    },
+    shows: (sent) => expect([sent.status, sent.body]).toEqual([400, '']),
+  },
 ];
+
+describe('what the fast path keeps', () => {
+  test('When many broken documents arrive, then a known document stays known (they are not remembered)', async () => {
+    const p = await createPromotion();
+    const known = { query: `${PROMOTION}\n# kept`, variables: { id: p } };
+    await post(known);
+    await post(known);
+    expect(lastWasFast).toBe(true);
+    for (let i = 0; i < 1001; i++) await post({ query: `{ promotion(id: "${i}") { nope } }` });
+    await post(known);
+    expect(lastWasFast).toBe(true);
+  });
+});
 
 describe('the fast path answers as Apollo does', () => {
   test.each(cases.map((c, i) => [c.name, c, i] as const))('%s', async (_name, c, i) => {
