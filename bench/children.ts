@@ -76,8 +76,23 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Forks bench/bare-server.ts through swc, like `npm run bench` itself, and waits for the port it reports. */
-export function startBare(env: Record<string, string>, nodeFlags: string[], onSpawn: (child: Child) => void): Promise<{ child: Child; port: number }> {
+/** The largest stock the service accepts: a throughput phase never runs out. */
+export const LARGE_STOCK = 10_000_000;
+/** The largest per-user limit the service accepts: 20,000 users can hold 2,000,000 reservations. */
+export const PER_USER_LIMIT = 100;
+
+/**
+ * Forks bench/bare-server.ts through swc, like `npm run bench` itself, and waits for the port it reports. Its one
+ * promotion has the throughput phases' stock and per-user limit, under keys starting with keyPrefix.
+ */
+export function startBare(redisUrl: string, keyPrefix: string, nodeFlags: string[], onSpawn: (child: Child) => void): Promise<{ child: Child; port: number }> {
+  const env = {
+    BARE_REDIS_URL: redisUrl,
+    BARE_KEY_PREFIX: keyPrefix,
+    BARE_PROMOTION_ID: '00000000-0000-4000-8000-000000000000',
+    BARE_STOCK: String(LARGE_STOCK),
+    BARE_PER_USER_LIMIT: String(PER_USER_LIMIT),
+  };
   return startForked('bare', 'bare-server.ts', env, nodeFlags, onSpawn);
 }
 

@@ -19,7 +19,7 @@ import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import { signToken } from '../src/api/auth';
 import { renderChart } from './chart';
-import { freePort, serviceCommand, startBare, startBaseline, startService, stopChild, type Child } from './children';
+import { LARGE_STOCK, PER_USER_LIMIT, freePort, serviceCommand, startBare, startBaseline, startService, stopChild, type Child } from './children';
 import type { Cleanup } from './cleanup';
 import { renderCompare, type CompareResult, type TargetResult } from './compare-report';
 import { cpuBetween, snapshotCpu } from './cpu';
@@ -33,8 +33,6 @@ import { distribution } from './stats';
 
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/coupons_bench';
-const LARGE_STOCK = 10_000_000;
-const PER_USER_LIMIT = 100;
 /** Raised only where sockets are opened, and said so in the report: at 50 a second 15,000 upgrades take 5 minutes. */
 const SOCKET_PHASE_ENV = { RATE_LIMIT_ANON_PER_SECOND: '1000000', WS_MAX_ANON_CONNECTIONS_PER_IP: '100000' };
 const STORE_TIMEOUT_MS = 120_000;
@@ -190,13 +188,8 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
   // --- bare: the ceiling.
   if (on('bare')) {
     const bare = await startBare(
-      {
-        BARE_REDIS_URL: REDIS_URL,
-        BARE_KEY_PREFIX: `${prefix}bare:`,
-        BARE_PROMOTION_ID: '00000000-0000-4000-8000-000000000000',
-        BARE_STOCK: String(LARGE_STOCK),
-        BARE_PER_USER_LIMIT: String(PER_USER_LIMIT),
-      },
+      REDIS_URL,
+      `${prefix}bare:`,
       nodeFlags,
       (child) => cleanup.add('stopping the bare server', () => stopChild(child, 5000)),
     );

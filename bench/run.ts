@@ -14,7 +14,7 @@ import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import { signToken } from '../src/api/auth';
 import { Cleanup } from './cleanup';
-import { freePort, serviceCommand, startBare, startService, stopChild, type Child } from './children';
+import { LARGE_STOCK, PER_USER_LIMIT, freePort, serviceCommand, startBare, startService, stopChild, type Child } from './children';
 import { runCompare } from './compare';
 import { cpuBetween, snapshotCpu } from './cpu';
 import { pickGenerator, runRotation, wrkInstalled, type RotationSpec } from './generator';
@@ -27,10 +27,6 @@ import { drainAndVerify } from './verify';
 const ROOT = join(__dirname, '..');
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/coupons_bench';
-/** The largest stock the service accepts: the QUEUED phase never runs out. */
-const LARGE_STOCK = 10_000_000;
-/** The largest per-user limit the service accepts: 20,000 users can hold 2,000,000 reservations. */
-const PER_USER_LIMIT = 100;
 /** The service exits by itself this long after SIGTERM at the latest (its SHUTDOWN_TIMEOUT_MS; default 8 s). */
 const SERVICE_SHUTDOWN_MS = 3000;
 /** CPU taken by processes outside the benchmark (% of one core) from which a phase's figures are flagged. */
@@ -148,13 +144,8 @@ async function bench(options: BenchOptions, cleanup: Cleanup): Promise<number> {
 
   // 1. bare: started only now and stopped right after its phase, so it never competes with the service's.
   const bare = await startBare(
-    {
-      BARE_REDIS_URL: REDIS_URL,
-      BARE_KEY_PREFIX: `${prefix}bare:`,
-      BARE_PROMOTION_ID: '00000000-0000-4000-8000-000000000000',
-      BARE_STOCK: String(LARGE_STOCK),
-      BARE_PER_USER_LIMIT: String(PER_USER_LIMIT),
-    },
+    REDIS_URL,
+    `${prefix}bare:`,
     nodeFlags,
     (child) => cleanup.add('stopping the bare server', () => stopChild(child, 5000)),
   );
