@@ -78,7 +78,7 @@ export class StreamConsumer {
   /** Until the first recovery pass is done, this name's pending entries are a dead process's: they count. */
   private fromEarlierIncarnation = true;
   private readonly identity: ConsumerIdentity;
-  /** Batches being stored and confirmed, and the first error one of them threw (rethrown by the loop). */
+  /** Batches being stored and confirmed, and an error one of them threw, not yet rethrown by the loop. */
   private readonly inHand = new Set<Promise<unknown>>();
   private inHandError: { error: unknown } | null = null;
 
@@ -201,7 +201,9 @@ export class StreamConsumer {
   private startBatch(batch: Promise<unknown>): void {
     const tracked: Promise<unknown> = batch
       .catch((error: unknown) => {
-        this.inHandError ??= { error };
+        // The loop rethrows one error at a time: one that comes while another waits is reported here.
+        if (this.inHandError) this.observer.error(error);
+        else this.inHandError = { error };
       })
       .finally(() => this.inHand.delete(tracked));
     this.inHand.add(tracked);
