@@ -244,8 +244,15 @@ export class StreamConsumer {
       }
       if (own && !this.fromEarlierIncarnation) {
         // Between turns this consumer holds nothing in hand: what it still has pending was left by a turn that
-        // failed. No process died, so reading it again counts no delivery.
-        handled += await this.handle(promotionId, await this.queue.ownPending(promotionId, this.name, this.options.batchSize));
+        // failed. No process died, so reading it again counts no delivery. Up to pipelineDepth batches (and a
+        // read's batches not yet started) may be left at once: all are taken back now, page after page.
+        let after: string | undefined;
+        for (let page = 0; page < CLAIM_PAGES && this.running; page++) {
+          const entries = await this.queue.ownPending(promotionId, this.name, this.options.batchSize, after);
+          if (entries.length === 0) break;
+          handled += await this.handle(promotionId, entries);
+          after = entries[entries.length - 1]?.entryId;
+        }
         continue;
       }
       // A dead holder's entries, or this name's from a process that died before this one took the name over.
