@@ -78,7 +78,7 @@ export class StreamConsumer {
   /** Until the first recovery pass is done, this name's pending entries are a dead process's: they count. */
   private fromEarlierIncarnation = true;
   private readonly identity: ConsumerIdentity;
-  /** Batches being stored and confirmed, and the first error one of them threw (rethrown by the loop). */
+  /** Batches being stored and confirmed, and an error one of them threw, not yet rethrown by the loop. */
   private readonly inHand = new Set<Promise<unknown>>();
   private inHandError: { error: unknown } | null = null;
 
@@ -201,7 +201,9 @@ export class StreamConsumer {
   private startBatch(batch: Promise<unknown>): void {
     const tracked: Promise<unknown> = batch
       .catch((error: unknown) => {
-        this.inHandError ??= { error };
+        // The loop rethrows one error at a time: one that comes while another waits is reported here.
+        if (this.inHandError) this.observer.error(error);
+        else this.inHandError = { error };
       })
       .finally(() => this.inHand.delete(tracked));
     this.inHand.add(tracked);
@@ -242,8 +244,15 @@ export class StreamConsumer {
       }
       if (own && !this.fromEarlierIncarnation) {
         // Between turns this consumer holds nothing in hand: what it still has pending was left by a turn that
-        // failed. No process died, so reading it again counts no delivery.
-        handled += await this.handle(promotionId, await this.queue.ownPending(promotionId, this.name, this.options.batchSize));
+        // failed. No process died, so reading it again counts no delivery. Up to pipelineDepth batches (and a
+        // read's batches not yet started) may be left at once: all are taken back now, page after page.
+        let after: string | undefined;
+        for (let page = 0; page < CLAIM_PAGES && this.running; page++) {
+          const entries = await this.queue.ownPending(promotionId, this.name, this.options.batchSize, after);
+          if (entries.length === 0) break;
+          handled += await this.handle(promotionId, entries);
+          after = entries[entries.length - 1]?.entryId;
+        }
         continue;
       }
       // A dead holder's entries, or this name's from a process that died before this one took the name over.

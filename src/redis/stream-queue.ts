@@ -125,11 +125,12 @@ export class RedisStreamQueue {
   /**
    * Up to `count` of this consumer's own pending entries, left over from a turn that failed (a Redis error,
    * a database outage it was told to stop waiting for): read again without counting a delivery, since no
-   * process died.
+   * process died. `after`: only entries after this id (the next page).
    */
-  async ownPending(promotionId: string, consumer: string, count: number): Promise<QueueEntry[]> {
+  async ownPending(promotionId: string, consumer: string, count: number, after?: string): Promise<QueueEntry[]> {
     const stream = this.keys.promotion(promotionId).stream;
-    const pending = (await this.redis.xpending(stream, CONSUMER_GROUP, '-', '+', count, consumer)) as [string, string, number, number][];
+    const start = after ? `(${after}` : '-';
+    const pending = (await this.redis.xpending(stream, CONSUMER_GROUP, start, '+', count, consumer)) as [string, string, number, number][];
     if (pending.length === 0) return [];
     const pipeline = this.redis.pipeline();
     for (const [id] of pending) pipeline.xrange(stream, id, id);

@@ -271,3 +271,67 @@ test('When a confirmation reaches a subscribed feed, then the time it was sent i
     subscriber.disconnect();
   }
 });
+
+test('When two batches in hand fail at once, then each failure is reported, not only the first', async () => {
+  const p = await newPromotion(2);
+  const ids = await queue(p, 2);
+  // A status key of the wrong type makes confirm.lua fail for the batch holding that request.
+  for (const id of ids) {
+    await redis.del(keys.status(p.id, id));
+    await redis.set(keys.status(p.id, id), 'not a hash');
+  }
+  const coupons = new GatedCoupons(new PrismaCouponRepository(db));
+  const errors: unknown[] = [];
+  const consumer = await createConsumer({
+    redisUrl: env.redisUrl,
+    redis,
+    keys,
+    db,
+    coupons,
+    // One entry a batch, two in hand and room for a third, so the loop waits in a blocking read while both fail;
+    // no recovery pass during the test (the first one runs at start).
+    options: { consumerName: 'two-failures', batchSize: 1, pipelineDepth: 3, blockMs: 2000, heartbeatMs: 60_000, deadAfterMs: 120_000 },
+    observer: { error: (e) => errors.push(e) },
+  });
+  consumer.start();
+  running.push(consumer);
+  await eventually(async () => (coupons.waiting === 2 ? true : undefined), 10_000, 'two batches in hand');
+
+  coupons.release();
+  await eventually(async () => (errors.length >= 2 ? true : undefined), 5000, 'both failures reported');
+  expect(errors.every((e) => String(e).includes('WRONGTYPE'))).toBe(true);
+  expect(await db.coupon.count({ where: { promotionId: p.id } })).toBe(2); // committed, not acknowledged: pending
+  expect(Number(((await redis.xpending(keys.promotion(p.id).stream, CONSUMER_GROUP)) as [number])[0])).toBe(2);
+});
+
+test('When batches in hand fail and leave more than one batch of entries pending, then the next recovery pass stores them all', async () => {
+  // Another promotion stays active, so the consumer makes its recovery passes (every 3 s) throughout.
+  await newPromotion(1);
+  const consumer = await createConsumer({
+    redisUrl: env.redisUrl,
+    redis,
+    keys,
+    db,
+    options: { consumerName: 'leftovers', batchSize: 5, heartbeatMs: 3000, deadAfterMs: 8000 },
+  });
+  consumer.start();
+  running.push(consumer);
+  await new Promise((r) => setTimeout(r, 500)); // its first pass (taking over an earlier incarnation's) is done
+
+  // Three batches' worth of entries that this consumer read and did not settle (as after three batches in hand
+  // failed their confirm on a Redis error), while the promotion was out of its reads.
+  const p = await newPromotion(15);
+  await redis.srem(keys.activePromotions(), p.id);
+  await new Promise((r) => setTimeout(r, 300)); // a read begun before the promotion left has ended
+  const ids = await queue(p, 15);
+  const stream = keys.promotion(p.id).stream;
+  await redis.xreadgroup('GROUP', CONSUMER_GROUP, consumer.name, 'COUNT', 15, 'STREAMS', stream, '>');
+  await redis.sadd(keys.activePromotions(), p.id);
+
+  await eventually(async () => ((await redis.xlen(stream)) < 15 ? true : undefined), 10_000, 'a recovery pass');
+  // The pass that took some of them back takes them all: the next one is 3 s away.
+  await new Promise((r) => setTimeout(r, 1000));
+  expect(await redis.xlen(stream)).toBe(0);
+  expect(await db.coupon.count({ where: { promotionId: p.id } })).toBe(15);
+  for (const id of ids) expect(await redis.hget(keys.status(p.id, id), 's')).toBe('ISSUED');
+});
