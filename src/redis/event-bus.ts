@@ -60,7 +60,8 @@ export class RedisIssuanceEvents implements IssuanceEvents {
       this.listeners.set(channel, listener);
       const subscribing = this.subscriber.subscribe(channel);
       this.pending.set(channel, subscribing);
-      subscribing.finally(() => this.pending.delete(channel)).catch(() => undefined);
+      // Only this call's entry: after an unsubscribe and a new subscribe, the newer one must stay awaited.
+      subscribing.finally(() => this.pending.get(channel) === subscribing && this.pending.delete(channel)).catch(() => undefined);
     } else if (listeners instanceof Set) {
       listeners.add(listener);
     } else if (listeners !== listener) {
