@@ -1,4 +1,5 @@
 /** The side-by-side run's result (also written as JSON) and its markdown, bench/results/compare.md. */
+import type { StageReport } from './stages';
 import type { DrainResult } from './drain';
 import { pAt, type Distribution } from './stats';
 
@@ -61,6 +62,8 @@ export interface CompareResult {
     serverCpuPercent: number | null;
     /** The child process holding the sockets and sending the mutations: the generator of this phase. */
     clientCpuPercent: number | null;
+    /** The service's own stage histograms over the phase (bench/stages.ts). */
+    stages?: StageReport;
   } | null;
   rss: {
     sockets: number;
@@ -234,6 +237,7 @@ export function renderCompare(r: CompareResult): string {
         `sockets closed by the server meanwhile: ${fmt(h.closedMeanwhile)}; sockets that failed to open: ${fmt(h.socketsFailed)}; CPU: service ${pct(h.serverCpuPercent)}, ` +
         `the client (sockets and mutations) ${pct(h.clientCpuPercent)}${(h.clientCpuPercent ?? 0) >= 90 ? ' **saturated: the rate may not have been held**' : ''}.`,
     );
+    if (h.stages) out.push('', ...stageLines(h.stages));
   }
   const rss = r.rss;
   if (rss) {
@@ -253,4 +257,21 @@ export function renderCompare(r: CompareResult): string {
   out.push('', '### Targets', '', table(['target', 'measured', 'verdict'], targetChecks(r).map(([what, ok, value]) => [what, value || '-', met(ok)])));
   if (r.notes.length) out.push('', ...r.notes.map((n) => `- ${n}`));
   return `${out.join('\n')}\n`;
+}
+
+/** The service's stages over the half-load phase, from its /metrics (bucket bounds, so "≤"). */
+function stageLines(report: StageReport): string[] {
+  const value = (label: string, v: number | null) => (v === null ? '-' : label.startsWith('batch size') ? `≤ ${fmt(v)}` : `≤ ${ms(v * 1000)}`);
+  const mean = (label: string, v: number | null) => (v === null ? '-' : label.startsWith('batch size') ? fmt(v) : ms(v * 1000));
+  return [
+    'The path by stage, from the service\'s /metrics over the phase (p50/p99: upper bound of the histogram bucket):',
+    '',
+    table(
+      ['stage', 'p50', 'p99', 'mean', 'observations'],
+      report.stages.map((s) => [s.label, value(s.label, s.p50), value(s.label, s.p99), mean(s.label, s.mean), fmt(s.count)]),
+    ),
+    '',
+    `Event-loop delay of the service, worst one-second scrape of the phase: p99 ${report.eventLoopLagP99 === null ? '-' : ms(report.eventLoopLagP99 * 1000)}, ` +
+      `max ${report.eventLoopLagMax === null ? '-' : ms(report.eventLoopLagMax * 1000)}.`,
+  ];
 }

@@ -30,6 +30,7 @@ import { Progress, countProbe, metricsProbe, type Probe, type Timeline } from '.
 import { ISSUE_COUPON, benchDatabaseName, couponRows, createPromotion, deleteKeysWithPrefix, reservations, truncateBenchTables } from './service';
 import { SocketHolder } from './sockets';
 import { distribution } from './stats';
+import { scrapeMetrics, stagesBetween, type StageReport } from './stages';
 
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/coupons_bench';
@@ -405,7 +406,20 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
       const rate = Math.max(1, estimatedMax / 2);
       const count = Math.round(rate * options.duration);
       log(`half-load: ${fmtInt(rate)} req/s (half of ${fmtInt(estimatedMax)}) for ${options.duration} s, ${fmtInt(opened.open)} sockets open`);
-      const progress = new Progress('half-load', metricsProbe([baseUrl]), options.duration).start();
+      // The progress probe scrapes /metrics once a second; each scrape also reads the event-loop delay of that
+      // second (prom-client resets its histogram at every scrape), so the worst second of the phase is kept.
+      const lag = { p99: 0, max: 0 };
+      const probe = async () => {
+        const text = await scrapeMetrics(baseUrl);
+        const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+        lag.p99 = Math.max(lag.p99, read('nodejs_eventloop_lag_p99_seconds'));
+        lag.max = Math.max(lag.max, read('nodejs_eventloop_lag_max_seconds'));
+        let sum = 0;
+        for (const m of text.matchAll(/^coupon_issue_outcomes_total\{[^}]*\} (\S+)$/gm)) sum += Number(m[1]);
+        return sum;
+      };
+      const metricsBefore = await scrapeMetrics(baseUrl);
+      const progress = new Progress('half-load', probe, options.duration).start();
       const pids = new Map([
         ['server', child.pid],
         ['sockets', holder.pid],
@@ -421,6 +435,7 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
       });
       const cpu = cpuBetween(before, await snapshotCpu(pids, redis));
       timelines.push(progress.stop());
+      const stages: StageReport = { ...stagesBetween(metricsBefore, await scrapeMetrics(baseUrl)), eventLoopLagP99: lag.p99, eventLoopLagMax: lag.max };
       result.halfLoad = {
         ratePerSecond: rate,
         maxPerSecond: estimatedMax,
@@ -437,6 +452,7 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
         closedMeanwhile: fired.closedMeanwhile,
         serverCpuPercent: cpu.percent.get('server') ?? null,
         clientCpuPercent: cpu.percent.get('sockets') ?? null,
+        stages,
       };
       await holder.close();
       await waitStored(keyPrefix, promotionId, LARGE_STOCK, PER_USER_LIMIT);
