@@ -403,9 +403,9 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
       });
       await sleep(1000); // subscribe messages still being processed
       if (opened.open === 0) throw new Error(`half-load: none of ${fmtInt(options.sockets)} sockets opened`);
-      const rate = Math.max(1, estimatedMax / 2);
+      const rate = Math.max(1, estimatedMax * options.halfLoadShare);
       const count = Math.round(rate * options.duration);
-      log(`half-load: ${fmtInt(rate)} req/s (half of ${fmtInt(estimatedMax)}) for ${options.duration} s, ${fmtInt(opened.open)} sockets open`);
+      log(`half-load: ${fmtInt(rate)} req/s (${options.halfLoadShare} of ${fmtInt(estimatedMax)}) for ${options.duration} s, ${fmtInt(opened.open)} sockets open`);
       // The progress probe scrapes /metrics once a second; each scrape also reads the event-loop delay of that
       // second (prom-client resets its histogram at every scrape), so the worst second of the phase is kept.
       const lag = { p99: 0, max: 0 };

@@ -271,3 +271,36 @@ test('When a confirmation reaches a subscribed feed, then the time it was sent i
     subscriber.disconnect();
   }
 });
+
+test('When a recovery pass comes while a batch is in hand, then new entries are still read meanwhile', async () => {
+  const p = await newPromotion(20);
+  await queue(p, 10);
+  const coupons = new GatedCoupons(new PrismaCouponRepository(db));
+  const consumer = await createConsumer({
+    redisUrl: env.redisUrl,
+    redis,
+    keys,
+    db,
+    coupons,
+    options: { consumerName: 'passing', batchSize: 10, pipelineDepth: 3 },
+  });
+  consumer.start();
+  running.push(consumer);
+
+  await eventually(async () => (coupons.waiting === 1 ? true : undefined), 10_000, 'the first batch in hand');
+  // Past a few heartbeats (150 ms), so recovery passes come while that batch is still held at the gate.
+  await new Promise((r) => setTimeout(r, 500));
+  for (let i = 0; i < 10; i++) {
+    const r = await store.reserve({ promotionId: p.id, userId: `later-${i}`, requestId: newRequestId(p.id), idempotencyKey: null });
+    expect(r.outcome).toBe('QUEUED');
+  }
+  try {
+    await eventually(async () => (coupons.waiting >= 2 ? true : undefined), 10_000, 'a batch read while the first is in hand');
+  } finally {
+    coupons.release(); // else stopping would wait for the held batch
+  }
+
+  const stream = keys.promotion(p.id).stream;
+  await eventually(async () => ((await redis.xlen(stream)) === 0 ? true : undefined), 10_000, 'the queue drained');
+  expect(await db.coupon.count({ where: { promotionId: p.id } })).toBe(20);
+});
