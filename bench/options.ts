@@ -40,7 +40,7 @@ export interface BenchOptions {
   halfLoadShare: number;
 }
 
-export const COMPARE_PHASES = ['bare', 'service', 'sync-db', 'seed', 'two-api', 'sale', 'half-load', 'rss', 'drain'] as const;
+export const COMPARE_PHASES = ['bare', 'service', 'sync-db', 'seed', 'two-api', 'sale', 'half-load', 'half-load-split', 'rss', 'drain'] as const;
 export type ComparePhase = (typeof COMPARE_PHASES)[number];
 
 const phaseList = (raw: string): Set<ComparePhase> | null => {

@@ -34,7 +34,10 @@ export interface StageReport {
 
 type Buckets = Map<number, number>;
 
-/** le → cumulative count of one histogram series (its labels include `labels`, in any order), its _sum and _count. */
+/**
+ * le → cumulative count of one histogram series (its labels include `labels`, in any order), its _sum and _count.
+ * Several processes' scrapes joined into one text add up.
+ */
 function series(text: string, name: string, labels: string): { buckets: Buckets; sum: number; count: number } {
   const buckets: Buckets = new Map();
   let sum = 0;
@@ -43,11 +46,12 @@ function series(text: string, name: string, labels: string): { buckets: Buckets;
     const [, kind, labelText = '', value] = m;
     const pairs = labelText.split(',').filter((p) => !p.startsWith('le='));
     if (labels && !pairs.includes(labels)) continue;
-    if (kind === 'sum') sum = Number(value);
-    else if (kind === 'count') count = Number(value);
+    if (kind === 'sum') sum += Number(value);
+    else if (kind === 'count') count += Number(value);
     else {
       const le = /le="([^"]+)"/.exec(labelText)?.[1] ?? '+Inf';
-      buckets.set(le === '+Inf' ? Infinity : Number(le), Number(value));
+      const bound = le === '+Inf' ? Infinity : Number(le);
+      buckets.set(bound, (buckets.get(bound) ?? 0) + Number(value));
     }
   }
   return { buckets, sum, count };
@@ -84,6 +88,7 @@ export function stagesBetween(before: string, after: string): StageReport {
   return { stages, eventLoopLagP99: gauge('nodejs_eventloop_lag_p99_seconds'), eventLoopLagMax: gauge('nodejs_eventloop_lag_max_seconds') };
 }
 
-export async function scrapeMetrics(baseUrl: string): Promise<string> {
-  return (await fetch(`${baseUrl}/metrics`)).text();
+/** One or several processes' /metrics, joined (their histograms then add up in stagesBetween). */
+export async function scrapeMetrics(...baseUrls: string[]): Promise<string> {
+  return (await Promise.all(baseUrls.map(async (url) => (await fetch(`${url}/metrics`)).text()))).join('\n');
 }
