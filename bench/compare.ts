@@ -21,7 +21,7 @@ import { signToken } from '../src/api/auth';
 import { renderChart } from './chart';
 import { LARGE_STOCK, PER_USER_LIMIT, freePort, serviceCommand, startBare, startBaseline, startService, stopChild, type Child } from './children';
 import type { Cleanup } from './cleanup';
-import { renderCompare, type CompareResult, type TargetResult } from './compare-report';
+import { renderCompare, type CompareResult, type HalfLoadResult, type TargetResult } from './compare-report';
 import { cpuBetween, snapshotCpu } from './cpu';
 import { pickGenerator, runGenerator, wrkInstalled, type GenRequest, type GenResult } from './generator';
 import type { BenchOptions } from './options';
@@ -30,6 +30,7 @@ import { Progress, countProbe, metricsProbe, type Probe, type Timeline } from '.
 import { ISSUE_COUPON, benchDatabaseName, couponRows, createPromotion, deleteKeysWithPrefix, reservations, truncateBenchTables } from './service';
 import { SocketHolder } from './sockets';
 import { distribution } from './stats';
+import { scrapeMetrics, stagesBetween, type StageReport } from './stages';
 
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/coupons_bench';
@@ -97,7 +98,7 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
   cleanup.add(`emptying database ${dbName}`, () => truncateBenchTables(DATABASE_URL));
 
   // Signed up front, once: neither the generator nor the sockets spend CPU on HMACs.
-  const userCount = Math.max(options.users, on('sale') ? options.saleUsers : 0, on('half-load') ? options.sockets : 0, on('rss') ? options.rssSockets : 0);
+  const userCount = Math.max(options.users, on('sale') ? options.saleUsers : 0, on('half-load') || on('half-load-split') ? options.sockets : 0, on('rss') ? options.rssSockets : 0);
   log(`signing ${fmtInt(userCount)} tokens`);
   const secret = randomBytes(32).toString('hex');
   const adminToken = await signToken(secret, 'bench-admin', { admin: true, ttlSeconds: 3600 });
@@ -139,6 +140,85 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
     const child = await startService(command, env, baseUrl, join(__dirname, '..'), (c) => cleanup.add(`stopping ${name}`, () => stopChild(c)), name);
     started.push(child);
     return { child, baseUrl };
+  };
+  /**
+   * Subscribed sockets spread over the API processes, then mutations for their users at a constant rate of
+   * halfLoadShare × max; answer→ISSUED timed on the sockets, the path by stage read off every process's /metrics.
+   */
+  const halfLoad = async (
+    phase: string,
+    layout: { apiBaseUrls: string[]; otherBaseUrls?: string[]; pids: Map<string, number>; keyPrefix: string; max: number },
+  ): Promise<HalfLoadResult> => {
+    const { apiBaseUrls, keyPrefix, max } = layout;
+    const allBaseUrls = [...apiBaseUrls, ...(layout.otherBaseUrls ?? [])];
+    const endsAt = new Date(Date.now() + 3600_000);
+    const promotionId = await createPromotion(apiBaseUrls[0] as string, adminToken, { name: `bench ${phase}`, totalStock: LARGE_STOCK, perUserLimit: PER_USER_LIMIT, endsAt });
+    const holder = new SocketHolder();
+    cleanup.add(`closing the ${phase} sockets`, () => holder.close());
+    log(`${phase}: opening ${fmtInt(options.sockets)} subscribed sockets`);
+    const opened = await holder.open({
+      wsUrls: apiBaseUrls.map((u) => `${u.replace(/^http/, 'ws')}/graphql`),
+      authorizations: authorization.slice(0, options.sockets),
+      promotionId,
+      concurrency: 100,
+      timeoutMs: 120_000,
+    });
+    await sleep(1000); // subscribe messages still being processed
+    if (opened.open === 0) throw new Error(`${phase}: none of ${fmtInt(options.sockets)} sockets opened`);
+    const rate = Math.max(1, max * options.halfLoadShare);
+    const count = Math.round(rate * options.duration);
+    log(`${phase}: ${fmtInt(rate)} req/s (${options.halfLoadShare} of ${fmtInt(max)}) for ${options.duration} s, ${fmtInt(opened.open)} sockets open`);
+    // The progress probe scrapes /metrics once a second; each scrape also reads the event-loop delay of that
+    // second (prom-client resets its histogram at every scrape), so the worst second of the phase is kept.
+    const lag = { p99: 0, max: 0 };
+    const probe = async () => {
+      let sum = 0;
+      for (const base of allBaseUrls) {
+        const text = await scrapeMetrics(base);
+        const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+        lag.p99 = Math.max(lag.p99, read('nodejs_eventloop_lag_p99_seconds'));
+        lag.max = Math.max(lag.max, read('nodejs_eventloop_lag_max_seconds'));
+        for (const m of text.matchAll(/^coupon_issue_outcomes_total\{[^}]*\} (\S+)$/gm)) sum += Number(m[1]);
+      }
+      return sum;
+    };
+    const metricsBefore = await scrapeMetrics(...allBaseUrls);
+    const progress = new Progress(phase, probe, options.duration).start();
+    const pids = new Map([...layout.pids, ['sockets', holder.pid]]);
+    const before = await snapshotCpu(pids, redis);
+    const fired = await holder.fire({
+      httpUrls: apiBaseUrls.map((u) => `${u}/graphql`),
+      users: Array.from({ length: count }, (_, k) => k % opened.open),
+      body: JSON.stringify({ query: ISSUE_COUPON, variables: { p: promotionId } }),
+      ratePerSecond: rate,
+      maxSockets: 512,
+      confirmTimeoutMs: 30_000,
+    });
+    const cpu = cpuBetween(before, await snapshotCpu(pids, redis));
+    timelines.push(progress.stop());
+    const stages: StageReport = { ...stagesBetween(metricsBefore, await scrapeMetrics(...allBaseUrls)), eventLoopLagP99: lag.p99, eventLoopLagMax: lag.max };
+    const serverCpu = [...layout.pids.keys()].map((name) => cpu.percent.get(name) ?? 0);
+    await holder.close();
+    await waitStored(keyPrefix, promotionId, LARGE_STOCK, PER_USER_LIMIT);
+    return {
+      ratePerSecond: rate,
+      maxPerSecond: max,
+      durationSeconds: options.duration,
+      socketsOpen: opened.open,
+      socketsFailed: opened.failed,
+      sent: fired.due,
+      answered: fired.answered,
+      failed: fired.failed,
+      outcomes: fired.outcomes,
+      http: distribution(fired.httpLatenciesMs),
+      confirmations: distribution(fired.confirmationsMs),
+      unconfirmed: fired.unconfirmed,
+      closedMeanwhile: fired.closedMeanwhile,
+      serverCpuPercent: serverCpu.reduce((a, b) => a + b, 0),
+      serverCpuByProcess: Object.fromEntries([...layout.pids.keys()].map((name, i) => [name, serverCpu[i] as number])),
+      clientCpuPercent: cpu.percent.get('sockets') ?? null,
+      stages,
+    };
   };
   const issueRequests = (promotionId: string, users: number, from = 0): GenRequest[] => {
     const body = JSON.stringify({ query: ISSUE_COUPON, variables: { p: promotionId } });
@@ -212,6 +292,13 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
     const promotionId = await createPromotion(baseUrl, adminToken, { name: 'bench service', totalStock: LARGE_STOCK, perUserLimit: PER_USER_LIMIT, endsAt });
     const target = await measure('service', [`${baseUrl}/graphql`], issueRequests(promotionId, options.users), new Map([['server', child.pid]]), metricsProbe([baseUrl]));
     serviceMax = target.requestsPerSecond;
+    // The maximum is the answer rate; the consumer in the same process may lag behind it. The backlog left
+    // when the load stopped says whether the half-load phase's "half the maximum" is half of a sustainable rate.
+    const backlog = (await reservations(redis, keyPrefix, promotionId)) - (await couponRows(await database(), promotionId)).rows;
+    notes.push(
+      `Service phase: ${fmtInt(backlog)} QUEUED requests not yet stored when the load stopped ` +
+        `(${(backlog / Math.max(1, serviceMax)).toFixed(1)} s of the maximum): ${backlog > serviceMax ? 'the consumer lagged, the maximum is above what is stored as fast' : 'the consumer kept up'}.`,
+    );
     log('service: waiting for the consumer to store every queued request');
     target.invariant = await waitStored(keyPrefix, promotionId, LARGE_STOCK, PER_USER_LIMIT);
     result.targets.push({ ...target, role: 'service' });
@@ -260,6 +347,7 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
     await stopChild(server.child, 5000);
   }
 
+  let twoApiMax: number | null = null;
   // --- two ROLE=api processes + one ROLE=consumer, against the one process above.
   if (on('two-api')) {
     const keyPrefix = `${prefix}two:`;
@@ -280,6 +368,7 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
       pids,
       metricsProbe([api1.baseUrl, api2.baseUrl]),
     );
+    twoApiMax = target.requestsPerSecond;
     log('two-api: waiting for the consumer to store every queued request');
     target.invariant = await waitStored(keyPrefix, promotionId, LARGE_STOCK, PER_USER_LIMIT);
     result.targets.push({ ...target, role: 'two-api' });
@@ -382,59 +471,33 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
     }
 
     if (on('half-load') && options.sockets > 0) {
-      const promotionId = await createPromotion(baseUrl, adminToken, { name: 'bench half load', totalStock: LARGE_STOCK, perUserLimit: PER_USER_LIMIT, endsAt });
-      const holder = new SocketHolder();
-      cleanup.add('closing the half-load sockets', () => holder.close());
-      log(`half-load: opening ${fmtInt(options.sockets)} subscribed sockets`);
-      const opened = await holder.open({
-        wsUrls: [wsUrl],
-        authorizations: authorization.slice(0, options.sockets),
-        promotionId,
-        concurrency: 100,
-        timeoutMs: 120_000,
-      });
-      await sleep(1000); // subscribe messages still being processed
-      if (opened.open === 0) throw new Error(`half-load: none of ${fmtInt(options.sockets)} sockets opened`);
-      const rate = Math.max(1, estimatedMax / 2);
-      const count = Math.round(rate * options.duration);
-      log(`half-load: ${fmtInt(rate)} req/s (half of ${fmtInt(estimatedMax)}) for ${options.duration} s, ${fmtInt(opened.open)} sockets open`);
-      const progress = new Progress('half-load', metricsProbe([baseUrl]), options.duration).start();
-      const pids = new Map([
-        ['server', child.pid],
-        ['sockets', holder.pid],
-      ]);
-      const before = await snapshotCpu(pids, redis);
-      const fired = await holder.fire({
-        httpUrls: [`${baseUrl}/graphql`],
-        users: Array.from({ length: count }, (_, k) => k % opened.open),
-        body: JSON.stringify({ query: ISSUE_COUPON, variables: { p: promotionId } }),
-        ratePerSecond: rate,
-        maxSockets: 512,
-        confirmTimeoutMs: 30_000,
-      });
-      const cpu = cpuBetween(before, await snapshotCpu(pids, redis));
-      timelines.push(progress.stop());
-      result.halfLoad = {
-        ratePerSecond: rate,
-        maxPerSecond: estimatedMax,
-        durationSeconds: options.duration,
-        socketsOpen: opened.open,
-        socketsFailed: opened.failed,
-        sent: fired.due,
-        answered: fired.answered,
-        failed: fired.failed,
-        outcomes: fired.outcomes,
-        http: distribution(fired.httpLatenciesMs),
-        confirmations: distribution(fired.confirmationsMs),
-        unconfirmed: fired.unconfirmed,
-        closedMeanwhile: fired.closedMeanwhile,
-        serverCpuPercent: cpu.percent.get('server') ?? null,
-        clientCpuPercent: cpu.percent.get('sockets') ?? null,
-      };
-      await holder.close();
-      await waitStored(keyPrefix, promotionId, LARGE_STOCK, PER_USER_LIMIT);
+      result.halfLoad = await halfLoad('half-load', { apiBaseUrls: [baseUrl], pids: new Map([['server', child.pid]]), keyPrefix, max: estimatedMax });
     }
     await stopChild(child);
+  }
+
+  // --- half load in the split layout: the sockets spread over two ROLE=api processes, one ROLE=consumer; the
+  // rate is half of that layout's own maximum (two-api phase), else of the one process's.
+  if (on('half-load-split') && options.sockets > 0) {
+    const keyPrefix = `${prefix}split:`;
+    const api1 = await launch('api-1 (sockets)', serviceEnv(await freePort(), keyPrefix, { ...SOCKET_PHASE_ENV, ROLE: 'api' }));
+    const api2 = await launch('api-2 (sockets)', serviceEnv(await freePort(), keyPrefix, { ...SOCKET_PHASE_ENV, ROLE: 'api', MIGRATE: 'false' }));
+    const consumer = await launch('consumer', serviceEnv(await freePort(), keyPrefix, { ROLE: 'consumer', MIGRATE: 'false' }));
+    const max = twoApiMax ?? serviceMax ?? 3000;
+    notes.push(`Half load, split layout: the two ROLE=api processes ran with the sockets' raised limits (${Object.entries(SOCKET_PHASE_ENV).map(([k, v]) => `${k}=${v}`).join(', ')}).`);
+    if (twoApiMax === null) notes.push(`Half load, split layout: the two-api phase did not run, so its rate is a share of ${serviceMax === null ? 'an assumed 3,000 req/s' : 'the one process\'s maximum'}.`);
+    result.halfLoadSplit = await halfLoad('half-load-split', {
+      apiBaseUrls: [api1.baseUrl, api2.baseUrl],
+      otherBaseUrls: [consumer.baseUrl],
+      pids: new Map([
+        ['server', api1.child.pid],
+        ['server 2', api2.child.pid],
+        ['consumer', consumer.child.pid],
+      ]),
+      keyPrefix,
+      max,
+    });
+    for (const c of [api1, api2, consumer]) await stopChild(c.child);
   }
 
   if (on('rss') && options.rssSockets > 0) {

@@ -36,9 +36,11 @@ export interface BenchOptions {
   sockets: number;
   /** Sockets opened to measure RSS per subscribed socket. */
   rssSockets: number;
+  /** The half-load phase's rate as a share of the service's maximum: 0.5 is the target's; lower finds where it holds. */
+  halfLoadShare: number;
 }
 
-export const COMPARE_PHASES = ['bare', 'service', 'sync-db', 'seed', 'two-api', 'sale', 'half-load', 'rss', 'drain'] as const;
+export const COMPARE_PHASES = ['bare', 'service', 'sync-db', 'seed', 'two-api', 'sale', 'half-load', 'half-load-split', 'rss', 'drain'] as const;
 export type ComparePhase = (typeof COMPARE_PHASES)[number];
 
 const phaseList = (raw: string): Set<ComparePhase> | null => {
@@ -79,7 +81,8 @@ export const USAGE = `usage: npm run bench [-- --flag value ...]   (or the envir
   --sale-sample N     BENCH_SALE_SAMPLE     sale users holding a subscription (5000)
   --sale-connections N BENCH_SALE_CONNECTIONS connections of the sale crowd  (400)
   --sockets N         BENCH_SOCKETS         subscribed sockets at half load (10000)
-  --rss-sockets N     BENCH_RSS_SOCKETS     sockets for RSS per socket      (15000)`;
+  --rss-sockets N     BENCH_RSS_SOCKETS     sockets for RSS per socket      (15000)
+  --half-load-share X BENCH_HALF_LOAD_SHARE the half-load rate as a share of the maximum (0.5)`;
 
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptions {
   const flags = new Map<string, string>();
@@ -122,6 +125,10 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     saleConnections: read('--sale-connections', 'BENCH_SALE_CONNECTIONS', 400, int(1, 10_000)),
     sockets: read('--sockets', 'BENCH_SOCKETS', 10_000, int(0, 19_000)),
     rssSockets: read('--rss-sockets', 'BENCH_RSS_SOCKETS', 15_000, int(0, 19_000)),
+    halfLoadShare: read('--half-load-share', 'BENCH_HALF_LOAD_SHARE', 0.5, (raw) => {
+      const n = Number(raw);
+      return Number.isFinite(n) && n > 0 && n <= 1 ? n : null;
+    }),
   };
   if (options.saleSample > options.saleUsers) throw new Error(`--sale-sample must not exceed --sale-users\n${USAGE}`);
   for (const flag of flags.keys()) if (!used.has(flag)) throw new Error(`unknown option ${flag}\n${USAGE}`);

@@ -67,7 +67,8 @@ const DEFAULT_PIPELINE_DEPTH = 3;
  * Pipeline: a batch read is started at once (no waiting for it to fill), and the next read is made while it
  * is stored and confirmed; up to pipelineDepth batches are in hand, so one batch's insert overlaps the
  * confirm of the one before and the read of the next. Each batch is acknowledged only after its own commit.
- * The in-hand batches are finished before a recovery pass, which reads this consumer's own pending entries.
+ * A recovery pass takes over other consumers' entries while the batches in hand go on; only after a failed
+ * turn (or at start) does it finish them first and read this consumer's own pending entries.
  */
 export class StreamConsumer {
   private running = false;
@@ -77,6 +78,12 @@ export class StreamConsumer {
   private nextRecoveryAt = 0;
   /** Until the first recovery pass is done, this name's pending entries are a dead process's: they count. */
   private fromEarlierIncarnation = true;
+  /**
+   * A turn failed since the last recovery pass, so this name may hold entries that are in no batch in hand.
+   * Only then does a pass stop the pipeline to read them: otherwise its own pending entries are the batches in
+   * hand, and waiting for those every heartbeat held new entries back (a bigger, later batch after each pass).
+   */
+  private leftoversPossible = false;
   private readonly identity: ConsumerIdentity;
   /** Batches being stored and confirmed, and an error one of them threw, not yet rethrown by the loop. */
   private readonly inHand = new Set<Promise<unknown>>();
@@ -127,6 +134,7 @@ export class StreamConsumer {
           backoff = MIN_BACKOFF_MS;
         } catch (error) {
           if (!this.running) break; // the aborted read
+          this.leftoversPossible = true;
           this.observer.error(error);
           await this.sleep(backoff);
           backoff = Math.min(backoff * 2, this.options.maxBackoffMs);
@@ -178,9 +186,11 @@ export class StreamConsumer {
       return;
     }
     if (Date.now() >= this.nextRecoveryAt) {
-      await this.settle();
+      const ownToo = this.fromEarlierIncarnation || this.leftoversPossible;
+      if (ownToo) await this.settle();
+      this.leftoversPossible = false;
       for (const id of promotionIds) {
-        await this.recover(id);
+        await this.recover(id, ownToo);
         await this.queue.retire(id, RETIRE_GRACE_MS);
       }
       this.nextRecoveryAt = Date.now() + this.options.heartbeatMs;
@@ -229,8 +239,8 @@ export class StreamConsumer {
     if (failed) throw failed.error;
   }
 
-  /** Takes over the entries of dead consumers, and this one's leftovers; removes dead names. */
-  private async recover(promotionId: string): Promise<number> {
+  /** Takes over the entries of dead consumers, and (ownToo) this one's leftovers; removes dead names. */
+  private async recover(promotionId: string, ownToo: boolean): Promise<number> {
     const consumers = await this.queue.consumers(promotionId);
     const others = consumers.filter((c) => c.name !== this.name);
     const alive = await this.queue.leased(others.map((c) => c.name));
@@ -238,6 +248,7 @@ export class StreamConsumer {
     for (const c of consumers) {
       const own = c.name === this.name;
       if (!own && alive.has(c.name)) continue;
+      if (own && !ownToo) continue; // its pending entries are the batches in hand
       if (c.pending === 0) {
         if (!own && c.idleMs > this.options.deadAfterMs) await this.queue.deleteConsumer(promotionId, c.name);
         continue;
@@ -247,12 +258,14 @@ export class StreamConsumer {
         // failed. No process died, so reading it again counts no delivery. Up to pipelineDepth batches (and a
         // read's batches not yet started) may be left at once: all are taken back now, page after page.
         let after: string | undefined;
-        for (let page = 0; page < CLAIM_PAGES && this.running; page++) {
+        let page = 0;
+        for (; page < CLAIM_PAGES && this.running; page++) {
           const entries = await this.queue.ownPending(promotionId, this.name, this.options.batchSize, after);
           if (entries.length === 0) break;
           handled += await this.handle(promotionId, entries);
           after = entries[entries.length - 1]?.entryId;
         }
+        if (page === CLAIM_PAGES) this.leftoversPossible = true; // more than this pass reads: the next pass too
         continue;
       }
       // A dead holder's entries, or this name's from a process that died before this one took the name over.

@@ -305,28 +305,29 @@ test('When two batches in hand fail at once, then each failure is reported, not 
 });
 
 test('When batches in hand fail and leave more than one batch of entries pending, then the next recovery pass stores them all', async () => {
-  // Another promotion stays active, so the consumer makes its recovery passes (every 3 s) throughout.
-  await newPromotion(1);
+  const p = await newPromotion(15);
+  const ids = await queue(p, 15);
+  // A status key of the wrong type makes confirm.lua fail: three batches of five are stored, then left pending.
+  for (const id of ids) {
+    await redis.del(keys.status(p.id, id));
+    await redis.set(keys.status(p.id, id), 'not a hash');
+  }
+  const errors: unknown[] = [];
   const consumer = await createConsumer({
     redisUrl: env.redisUrl,
     redis,
     keys,
     db,
-    options: { consumerName: 'leftovers', batchSize: 5, heartbeatMs: 3000, deadAfterMs: 8000 },
+    options: { consumerName: 'leftovers', batchSize: 5, pipelineDepth: 3, heartbeatMs: 3000, deadAfterMs: 8000 },
+    observer: { error: (e) => errors.push(e) },
   });
   consumer.start();
   running.push(consumer);
-  await new Promise((r) => setTimeout(r, 500)); // its first pass (taking over an earlier incarnation's) is done
-
-  // Three batches' worth of entries that this consumer read and did not settle (as after three batches in hand
-  // failed their confirm on a Redis error), while the promotion was out of its reads.
-  const p = await newPromotion(15);
-  await redis.srem(keys.activePromotions(), p.id);
-  await new Promise((r) => setTimeout(r, 300)); // a read begun before the promotion left has ended
-  const ids = await queue(p, 15);
+  await eventually(async () => ((await db.coupon.count({ where: { promotionId: p.id } })) === 15 ? true : undefined), 10_000, 'every batch stored');
+  await eventually(async () => (errors.length >= 3 ? true : undefined), 10_000, 'each batch failing its confirm');
   const stream = keys.promotion(p.id).stream;
-  await redis.xreadgroup('GROUP', CONSUMER_GROUP, consumer.name, 'COUNT', 15, 'STREAMS', stream, '>');
-  await redis.sadd(keys.activePromotions(), p.id);
+  expect(await redis.xlen(stream)).toBe(15); // none confirmed: all pending with this consumer
+  for (const id of ids) await redis.del(keys.status(p.id, id)); // Redis is well again
 
   await eventually(async () => ((await redis.xlen(stream)) < 15 ? true : undefined), 10_000, 'a recovery pass');
   // The pass that took some of them back takes them all: the next one is 3 s away.
@@ -334,4 +335,37 @@ test('When batches in hand fail and leave more than one batch of entries pending
   expect(await redis.xlen(stream)).toBe(0);
   expect(await db.coupon.count({ where: { promotionId: p.id } })).toBe(15);
   for (const id of ids) expect(await redis.hget(keys.status(p.id, id), 's')).toBe('ISSUED');
+});
+
+test('When a recovery pass comes while a batch is in hand, then new entries are still read meanwhile', async () => {
+  const p = await newPromotion(20);
+  await queue(p, 10);
+  const coupons = new GatedCoupons(new PrismaCouponRepository(db));
+  const consumer = await createConsumer({
+    redisUrl: env.redisUrl,
+    redis,
+    keys,
+    db,
+    coupons,
+    options: { consumerName: 'passing', batchSize: 10, pipelineDepth: 3 },
+  });
+  consumer.start();
+  running.push(consumer);
+
+  await eventually(async () => (coupons.waiting === 1 ? true : undefined), 10_000, 'the first batch in hand');
+  // Past a few heartbeats (150 ms), so recovery passes come while that batch is still held at the gate.
+  await new Promise((r) => setTimeout(r, 500));
+  for (let i = 0; i < 10; i++) {
+    const r = await store.reserve({ promotionId: p.id, userId: `later-${i}`, requestId: newRequestId(p.id), idempotencyKey: null });
+    expect(r.outcome).toBe('QUEUED');
+  }
+  try {
+    await eventually(async () => (coupons.waiting >= 2 ? true : undefined), 10_000, 'a batch read while the first is in hand');
+  } finally {
+    coupons.release(); // else stopping would wait for the held batch
+  }
+
+  const stream = keys.promotion(p.id).stream;
+  await eventually(async () => ((await redis.xlen(stream)) === 0 ? true : undefined), 10_000, 'the queue drained');
+  expect(await db.coupon.count({ where: { promotionId: p.id } })).toBe(20);
 });

@@ -1,5 +1,5 @@
 import { createLogger } from '../../src/logger';
-import { Metrics } from '../../src/metrics';
+import { EXPENSIVE_DEFAULT_METRICS, Metrics } from '../../src/metrics';
 
 /** The stages of QUEUED → ISSUED → socket, as /metrics exposes them. */
 
@@ -30,4 +30,11 @@ test('When a confirmation reaches a feed, then publish → socket is observed fr
   const seconds = sample(text, 'coupon_publish_to_socket_seconds_sum');
   expect(seconds).toBeGreaterThanOrEqual(0.03);
   expect(seconds).toBeLessThan(10);
+});
+
+test('When /metrics is scraped, then no default metric walks every open socket, and the others are still there', async () => {
+  const text = await new Metrics().registry.metrics();
+  for (const name of EXPENSIVE_DEFAULT_METRICS) expect(text).not.toMatch(new RegExp(`^${name} `, 'm'));
+  expect(sample(text, 'process_cpu_user_seconds_total')).toBeGreaterThan(0);
+  expect(text).toMatch(/^nodejs_eventloop_lag_p99_seconds /m);
 });
