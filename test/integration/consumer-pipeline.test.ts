@@ -323,8 +323,10 @@ test('When batches in hand fail and leave more than one batch of entries pending
   });
   consumer.start();
   running.push(consumer);
-  await eventually(async () => ((await db.coupon.count({ where: { promotionId: p.id } })) === 15 ? true : undefined), 10_000, 'every batch stored');
-  await eventually(async () => (errors.length >= 3 ? true : undefined), 10_000, 'each batch failing its confirm');
+  // At least two batches stored and failed their confirm (the third may not have been started when the loop
+  // stopped on the first error, and a pass stops at the first page that fails while Redis is still broken).
+  await eventually(async () => ((await db.coupon.count({ where: { promotionId: p.id } })) >= 10 ? true : undefined), 10_000, 'two batches stored');
+  await eventually(async () => (errors.length >= 2 ? true : undefined), 10_000, 'their confirms failing');
   const stream = keys.promotion(p.id).stream;
   expect(await redis.xlen(stream)).toBe(15); // none confirmed: all pending with this consumer
   for (const id of ids) await redis.del(keys.status(p.id, id)); // Redis is well again
