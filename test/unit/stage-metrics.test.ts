@@ -35,6 +35,6 @@ test('When a confirmation reaches a feed, then publish → socket is observed fr
 test('When /metrics is scraped, then no default metric walks every open socket, and the others are still there', async () => {
   const text = await new Metrics().registry.metrics();
   for (const name of EXPENSIVE_DEFAULT_METRICS) expect(text).not.toMatch(new RegExp(`^${name} `, 'm'));
-  expect(sample(text, 'process_cpu_user_seconds_total')).toBeGreaterThan(0);
+  expect(text).toMatch(/^process_cpu_user_seconds_total /m); // a fresh registry's first delta may round to 0
   expect(text).toMatch(/^nodejs_eventloop_lag_p99_seconds /m);
 });
