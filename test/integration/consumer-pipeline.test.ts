@@ -1,20 +1,20 @@
 import { Client } from 'pg';
 import type { BatchStage, StreamConsumer } from '../../src/consumer/stream-consumer';
-import { createDb, type Db } from '../../src/db/client';
+import type { Db } from '../../src/db/client';
 import { PrismaCouponRepository } from '../../src/db/coupon-repository';
 import { PrismaFailureRepository } from '../../src/db/failure-repository';
-import { PrismaPromotionRepository } from '../../src/db/promotion-repository';
 import { newCouponCode, newCouponId, newRequestId } from '../../src/domain/identifiers';
 import type { CouponRepository, FeedEvent, FeedListener } from '../../src/domain/ports';
 import type { Coupon, PromotionRecord, QueuedRequest } from '../../src/domain/types';
-import { connectRedis, createDedicatedRedis, createRedis } from '../../src/redis/client';
+import { connectRedis, createDedicatedRedis } from '../../src/redis/client';
 import { RedisIssuanceEvents } from '../../src/redis/event-bus';
 import { encodeIssuance } from '../../src/redis/issuance-codec';
 import { CONSUMER_GROUP, RedisKeys } from '../../src/redis/keys';
 import { RedisReservationStore } from '../../src/redis/reservation-store';
 import type { ScriptedRedis } from '../../src/redis/scripts';
+import { openConsumerTestbed, type ConsumerTestbed } from '../helpers/consumer-testbed';
 import { createConsumer } from '../helpers/consumers';
-import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
+import { eventually, type TestEnvironment } from '../helpers/environment';
 import { promotionRecord } from '../helpers/fixtures';
 
 /**
@@ -22,6 +22,7 @@ import { promotionRecord } from '../helpers/fixtures';
  * store (store_coupons), and the stage observations behind /metrics.
  */
 
+let bed: ConsumerTestbed;
 let env: TestEnvironment;
 let db: Db;
 let redis: ScriptedRedis;
@@ -30,12 +31,8 @@ let store: RedisReservationStore;
 const running: StreamConsumer[] = [];
 
 beforeAll(async () => {
-  env = await createTestEnvironment('consumer_pipeline');
-  db = createDb(env.databaseUrl);
-  redis = createRedis(env.redisUrl, 'test-commands');
-  await connectRedis(redis);
-  keys = new RedisKeys(env.prefix);
-  store = new RedisReservationStore(redis, keys);
+  bed = await openConsumerTestbed('consumer_pipeline');
+  ({ env, db, redis, keys, store } = bed);
 });
 
 afterEach(async () => {
@@ -44,17 +41,10 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  redis.disconnect();
-  await db.$disconnect();
-  await env.cleanup();
+  await bed.close();
 });
 
-async function newPromotion(totalStock: number): Promise<PromotionRecord> {
-  const p = promotionRecord({ name: 'pipeline test', totalStock });
-  await new PrismaPromotionRepository(db).create(p);
-  await store.setupPromotion(p, 0);
-  return p;
-}
+const newPromotion = (totalStock: number) => bed.newPromotion(totalStock, 'pipeline test');
 
 async function queue(p: PromotionRecord, count: number): Promise<string[]> {
   const ids: string[] = [];

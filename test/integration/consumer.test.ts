@@ -6,19 +6,21 @@ import { PrismaCouponRepository } from '../../src/db/coupon-repository';
 import { PrismaPromotionRepository } from '../../src/db/promotion-repository';
 import { newRequestId } from '../../src/domain/identifiers';
 import type { PromotionRecord } from '../../src/domain/types';
-import { connectRedis, createDedicatedRedis, createRedis } from '../../src/redis/client';
+import { connectRedis, createDedicatedRedis } from '../../src/redis/client';
 import { CONSUMER_GROUP, RedisKeys } from '../../src/redis/keys';
 import { RedisReservationStore } from '../../src/redis/reservation-store';
 import type { ScriptedRedis } from '../../src/redis/scripts';
 import { auditFor, expectAuditHolds } from '../helpers/audit';
+import { openConsumerTestbed, type ConsumerTestbed } from '../helpers/consumer-testbed';
 import { createConsumer } from '../helpers/consumers';
 import { promotionRecord } from '../helpers/fixtures';
-import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
+import { eventually, type TestEnvironment } from '../helpers/environment';
 import { TcpProxy } from '../helpers/tcp-proxy';
 
 /** The stream consumer against real Redis and PostgreSQL: batches, redelivery, crashes, outages, refusals. */
 
 const HOUR = 3600_000;
+let bed: ConsumerTestbed;
 let env: TestEnvironment;
 let db: Db;
 let redis: ScriptedRedis;
@@ -96,12 +98,8 @@ async function allIssued(p: PromotionRecord, requestIds: string[]): Promise<void
 }
 
 beforeAll(async () => {
-  env = await createTestEnvironment('consumer');
-  db = createDb(env.databaseUrl);
-  redis = createRedis(env.redisUrl, 'test-commands');
-  await connectRedis(redis);
-  keys = new RedisKeys(env.prefix);
-  store = new RedisReservationStore(redis, keys);
+  bed = await openConsumerTestbed('consumer');
+  ({ env, db, redis, keys, store } = bed);
 });
 
 afterEach(async () => {
@@ -112,9 +110,7 @@ afterEach(async () => {
 
 afterAll(async () => {
   for (const c of openClients) c.disconnect();
-  redis.disconnect();
-  await db.$disconnect();
-  await env.cleanup();
+  await bed.close();
 });
 
 test('When requests are queued, then they are stored in batches, ISSUED, published once, acked and trimmed', async () => {

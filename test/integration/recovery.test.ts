@@ -9,16 +9,15 @@ import { PrismaPromotionRepository } from '../../src/db/promotion-repository';
 import { AuditService } from '../../src/domain/audit-service';
 import { newCouponCode, newCouponId, newRequestId } from '../../src/domain/identifiers';
 import type { PromotionRecord, QueuedRequest } from '../../src/domain/types';
-import { connectRedis, createRedis } from '../../src/redis/client';
 import { CONSUMER_GROUP, RedisKeys } from '../../src/redis/keys';
 import { RedisReservationStore } from '../../src/redis/reservation-store';
 import type { ScriptedRedis } from '../../src/redis/scripts';
 import { RedisStreamQueue } from '../../src/redis/stream-queue';
 import { startTestApp } from '../helpers/app';
 import { expectAuditHolds } from '../helpers/audit';
+import { openConsumerTestbed, type ConsumerTestbed } from '../helpers/consumer-testbed';
 import { createConsumer } from '../helpers/consumers';
-import { promotionRecord } from '../helpers/fixtures';
-import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
+import { eventually, type TestEnvironment } from '../helpers/environment';
 import { TcpProxy } from '../helpers/tcp-proxy';
 
 /**
@@ -26,6 +25,7 @@ import { TcpProxy } from '../helpers/tcp-proxy';
  * a stop that must not wait for a long blocking read. Every test ends with the audit holding.
  */
 
+let bed: ConsumerTestbed;
 let env: TestEnvironment;
 let db: Db;
 let redis: ScriptedRedis;
@@ -35,12 +35,8 @@ let audit: AuditService;
 const children: ChildProcess[] = [];
 
 beforeAll(async () => {
-  env = await createTestEnvironment('recovery');
-  db = createDb(env.databaseUrl);
-  redis = createRedis(env.redisUrl, 'test-commands');
-  await connectRedis(redis);
-  keys = new RedisKeys(env.prefix);
-  store = new RedisReservationStore(redis, keys);
+  bed = await openConsumerTestbed('recovery');
+  ({ env, db, redis, keys, store } = bed);
   audit = new AuditService(store, new PrismaAuditRepository(db), new PrismaPromotionRepository(db), { now: () => new Date() });
 });
 
@@ -55,17 +51,10 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  redis.disconnect();
-  await db.$disconnect();
-  await env.cleanup();
+  await bed.close();
 });
 
-async function newPromotion(totalStock: number): Promise<PromotionRecord> {
-  const p = promotionRecord({ name: 'recovery test', totalStock });
-  await new PrismaPromotionRepository(db).create(p);
-  await store.setupPromotion(p, 0);
-  return p;
-}
+const newPromotion = (totalStock: number) => bed.newPromotion(totalStock, 'recovery test');
 
 async function reserve(p: PromotionRecord, userId: string): Promise<string> {
   const r = await store.reserve({ promotionId: p.id, userId, requestId: newRequestId(p.id), idempotencyKey: null });
