@@ -8,7 +8,7 @@
  *   sale      a promotion of 10,000, 100,000 distinct users at once, a sample holding subscriptions
  *   half-load answer→ISSUED at a constant rate of half the service's maximum, 10,000 subscribed sockets open
  *   rss       RSS of a ROLE=api process per subscribed socket (about 15,000 sockets)
- *   drain     the consumer on a 200,000-request backlog (bench/drain.ts, wired by the integrator)
+ *   drain     the consumer on a 200,000-request backlog, beside raw inserts of the same rows (bench/drain.ts)
  * Every throughput is printed as a ratio to the ceiling and to sync-db. Results: bench/results/compare.{md,json,svg}.
  */
 import { randomBytes } from 'node:crypto';
