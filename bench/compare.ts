@@ -15,9 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Redis } from 'ioredis';
 import { Client } from 'pg';
-import { signToken } from '../src/api/auth';
 import { renderChart } from './chart';
 import { LARGE_STOCK, PER_USER_LIMIT, freePort, serviceCommand, startBare, startBaseline, startService, stopChild, type Child } from './children';
 import type { Cleanup } from './cleanup';
@@ -27,7 +25,7 @@ import { pickGenerator, runGenerator, wrkInstalled, type GenRequest, type GenRes
 import type { BenchOptions } from './options';
 import { runDrainBench } from './drain';
 import { Progress, countProbe, metricsProbe, type Probe, type Timeline } from './progress';
-import { ISSUE_COUPON, benchDatabaseName, couponRows, createPromotion, deleteKeysWithPrefix, reservations, truncateBenchTables } from './service';
+import { ISSUE_COUPON, couponRows, createPromotion, openBenchStores, reservations, signBenchTokens, truncateBenchTables } from './service';
 import { SocketHolder } from './sockets';
 import { distribution } from './stats';
 import { scrapeMetrics, stagesBetween, type StageReport } from './stages';
@@ -60,7 +58,6 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
   const notes: string[] = [];
   const on = (phase: Parameters<typeof options.phases.has>[0]) => options.phases.has(phase);
   const generator = pickGenerator(options.generator);
-  const dbName = benchDatabaseName(DATABASE_URL);
   const runId = randomBytes(4).toString('hex');
   const prefix = `bench:${runId}:`;
   const profileDir = options.profileDir === null ? null : resolve(options.profileDir);
@@ -90,23 +87,13 @@ export async function runCompare(options: BenchOptions, cleanup: Cleanup): Promi
     chart: 'compare.svg',
   };
 
-  const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 3 });
-  await redis.connect();
-  cleanup.add('closing the Redis client', () => redis.quit());
-  cleanup.add(`deleting Redis keys ${prefix}*`, async () => log(`deleted ${fmtInt(await deleteKeysWithPrefix(redis, prefix))} Redis keys ${prefix}*`));
-  await truncateBenchTables(DATABASE_URL);
-  cleanup.add(`emptying database ${dbName}`, () => truncateBenchTables(DATABASE_URL));
+  const redis = await openBenchStores(REDIS_URL, DATABASE_URL, prefix, cleanup, log);
 
   // Signed up front, once: neither the generator nor the sockets spend CPU on HMACs.
   const userCount = Math.max(options.users, on('sale') ? options.saleUsers : 0, on('half-load') || on('half-load-split') ? options.sockets : 0, on('rss') ? options.rssSockets : 0);
   log(`signing ${fmtInt(userCount)} tokens`);
   const secret = randomBytes(32).toString('hex');
-  const adminToken = await signToken(secret, 'bench-admin', { admin: true, ttlSeconds: 3600 });
-  const authorization: string[] = [];
-  for (let i = 0; i < userCount; i += 1000) {
-    const batch = Array.from({ length: Math.min(1000, userCount - i) }, (_, k) => signToken(secret, `bench-user-${i + k}`, { ttlSeconds: 3600 }));
-    authorization.push(...(await Promise.all(batch)).map((t) => `Bearer ${t}`));
-  }
+  const { admin: adminToken, authorization } = await signBenchTokens(secret, userCount);
 
   let db: Client | null = null;
   const database = async () => {

@@ -130,7 +130,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
       return Number.isFinite(n) && n > 0 && n <= 1 ? n : null;
     }),
   };
-  if (options.saleSample > options.saleUsers) throw new Error(`--sale-sample must not exceed --sale-users\n${USAGE}`);
+  if (options.saleSample >= options.saleUsers) throw new Error(`--sale-sample must be smaller than --sale-users (the sample is part of the crowd)\n${USAGE}`);
   for (const flag of flags.keys()) if (!used.has(flag)) throw new Error(`unknown option ${flag}\n${USAGE}`);
   return options;
 }

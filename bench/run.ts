@@ -10,9 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Redis } from 'ioredis';
 import { Client } from 'pg';
-import { signToken } from '../src/api/auth';
 import { Cleanup } from './cleanup';
 import { LARGE_STOCK, PER_USER_LIMIT, freePort, serviceCommand, startBare, startService, stopChild, type Child } from './children';
 import { runCompare } from './compare';
@@ -21,7 +19,7 @@ import { pickGenerator, runRotation, wrkInstalled, type RotationSpec } from './g
 import type { LoadResult } from './load';
 import { USAGE, parseOptions, type BenchOptions } from './options';
 import { invariantHolds, renderReport, type PhaseReport } from './report';
-import { ISSUE_COUPON, benchDatabaseName, couponRows, createPromotion, deleteKeysWithPrefix, reservations, truncateBenchTables } from './service';
+import { ISSUE_COUPON, benchDatabaseName, couponRows, createPromotion, openBenchStores, reservations, signBenchTokens } from './service';
 import { drainAndVerify } from './verify';
 
 const ROOT = join(__dirname, '..');
@@ -69,19 +67,12 @@ async function bench(options: BenchOptions, cleanup: Cleanup): Promise<number> {
   const generator = pickGenerator(options.generator);
 
   // --- Setup: clients, a clean database, tokens, the service and its two promotions.
-  const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 3 });
-  await redis.connect();
-  cleanup.add('closing the Redis client', () => redis.quit());
-  cleanup.add(`deleting Redis keys ${prefix}*`, async () => log(`deleted ${fmtInt(await deleteKeysWithPrefix(redis, prefix))} Redis keys ${prefix}*`));
-
-  await truncateBenchTables(DATABASE_URL);
-  cleanup.add(`emptying database ${dbName}`, () => truncateBenchTables(DATABASE_URL));
+  const redis = await openBenchStores(REDIS_URL, DATABASE_URL, prefix, cleanup, log);
 
   // Signed up front: the load generator must not spend its CPU on HMACs.
   const secret = randomBytes(32).toString('hex');
   const users = Array.from({ length: options.users }, (_, i) => `bench-user-${i}`);
-  const adminToken = await signToken(secret, 'bench-admin', { admin: true, ttlSeconds: 3600 });
-  const authorization = await Promise.all(users.map(async (u) => `Bearer ${await signToken(secret, u, { ttlSeconds: 3600 })}`));
+  const { admin: adminToken, authorization } = await signBenchTokens(secret, users.length);
 
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;

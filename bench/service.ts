@@ -2,9 +2,11 @@
  * What the benchmark needs to know from the service and its database: GraphQL calls made as an admin,
  * its /metrics counters, and the coupon rows it wrote (PostgreSQL is the source of truth once stored).
  */
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import { Client } from 'pg';
+import { signToken } from '../src/api/auth';
 import { RedisKeys } from '../src/redis/keys';
+import type { Cleanup } from './cleanup';
 
 export const ISSUE_COUPON = 'mutation Issue($p: ID!) { issueCoupon(promotionId: $p) { outcome requestId position remainingStock } }';
 
@@ -111,4 +113,32 @@ export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promis
     cursor = next;
   } while (cursor !== '0');
   return deleted;
+}
+
+/**
+ * The bench's Redis client and a clean bench database, both undone by cleanup: the keys under prefix deleted,
+ * the tables emptied.
+ */
+export async function openBenchStores(redisUrl: string, databaseUrl: string, prefix: string, cleanup: Cleanup, log: (message: string) => void): Promise<Redis> {
+  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 3 });
+  await redis.connect();
+  cleanup.add('closing the Redis client', () => redis.quit());
+  cleanup.add(`deleting Redis keys ${prefix}*`, async () => log(`deleted ${(await deleteKeysWithPrefix(redis, prefix)).toLocaleString('en-US')} Redis keys ${prefix}*`));
+  await truncateBenchTables(databaseUrl);
+  cleanup.add(`emptying database ${benchDatabaseName(databaseUrl)}`, () => truncateBenchTables(databaseUrl));
+  return redis;
+}
+
+/**
+ * An admin token and `Bearer` tokens of bench-user-0 … bench-user-(count - 1), signed up front (in batches, so a
+ * large crowd does not hold them all in flight) so that neither the generator nor the sockets spend CPU on HMACs.
+ */
+export async function signBenchTokens(secret: string, count: number): Promise<{ admin: string; authorization: string[] }> {
+  const admin = await signToken(secret, 'bench-admin', { admin: true, ttlSeconds: 3600 });
+  const authorization: string[] = [];
+  for (let i = 0; i < count; i += 1000) {
+    const batch = Array.from({ length: Math.min(1000, count - i) }, (_, k) => signToken(secret, `bench-user-${i + k}`, { ttlSeconds: 3600 }));
+    authorization.push(...(await Promise.all(batch)).map((t) => `Bearer ${t}`));
+  }
+  return { admin, authorization };
 }

@@ -42,6 +42,7 @@ describe('bench options', () => {
     expect(() => parseOptions(['--generator', 'ab'], {})).toThrow(/invalid --generator/);
     expect(() => parseOptions(['--sockets', '20000'], {})).toThrow(/invalid --sockets/);
     expect(() => parseOptions(['--sale-sample', '10', '--sale-users', '5'], {})).toThrow(/--sale-sample/);
+    expect(() => parseOptions(['--sale-sample', '5', '--sale-users', '5'], {})).toThrow(/--sale-sample/); // no crowd left
     expect(() => parseOptions(['--pipelining', '2'], {})).toThrow(/unknown option --pipelining/);
     expect(() => parseOptions(['--help'], {})).toThrow(USAGE);
   });
