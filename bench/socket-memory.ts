@@ -366,9 +366,9 @@ export async function measureSocketMemory(options: SocketMemoryOptions): Promise
       if (failures.length > 0) throw new Error(`sockets failed:\n${failures.join('\n')}`);
       run.opened = total;
       // graphql-ws answers nothing to a subscription until an event: its user's channel in Redis says it is live.
-      const pattern = `${keys.userChannel(userPrefix)}*`;
+      const pattern = `${keys.userChannel('P-bench', userPrefix)}*`;
       for (let tries = 0; ; tries++) {
-        const channels = ((await redis.call('PUBSUB', 'CHANNELS', pattern)) as string[]).length;
+        const channels = ((await redis.call('PUBSUB', 'SHARDCHANNELS', pattern)) as string[]).length;
         if (channels === total) break;
         if (tries > 300) throw new Error(`only ${channels} of ${total} subscriptions live`);
         await new Promise((r) => setTimeout(r, 100));

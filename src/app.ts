@@ -22,11 +22,12 @@ import type { Logger } from './logger';
 import { Metrics } from './metrics';
 import { RedisStateGuard } from './ops/state-guard';
 import { runEvery } from './periodic';
-import { connectRedis, createDedicatedRedis, createRedis } from './redis/client';
+import { connectRedis, createDedicatedRedis, createRedis, isCluster, redisTarget } from './redis/client';
 import { RedisIssuanceEvents } from './redis/event-bus';
 import { RedisKeys } from './redis/keys';
 import { readQueueDepth } from './redis/queue-stats';
 import { RedisRateLimiter } from './redis/rate-limiter';
+import { ReplicaWaiter } from './redis/replica-wait';
 import { RedisReservationStore } from './redis/reservation-store';
 import { RedisStreamQueue } from './redis/stream-queue';
 import type { ScriptedRedis } from './redis/scripts';
@@ -53,6 +54,20 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * Redis answers, and a cluster serves every slot: cluster_state is ok on the node asked (a node that has lost
+ * contact with a majority of masters, or sees a slot without a master, says fail).
+ */
+async function redisUsable(redis: ScriptedRedis): Promise<void> {
+  if (!isCluster(redis)) {
+    await redis.ping();
+    return;
+  }
+  const info = (await redis.cluster('INFO')) as string;
+  const state = /cluster_state:(\w+)/.exec(info)?.[1];
+  if (state !== 'ok') throw new Error(`Redis Cluster state is ${state ?? 'unknown'}`);
+}
+
 /** The composition root: builds clients and services for the configured role, then serves. */
 export async function startApp(config: Config, logger: Logger): Promise<RunningApp> {
   const servesApi = config.role !== 'consumer';
@@ -67,21 +82,30 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
 
   const keys = new RedisKeys(config.redisKeyPrefix);
   const db: Db = createDb(config.databaseUrl);
-  const redis = createRedis(config.redisUrl, 'coupon-commands');
-  const subscriber = servesApi ? createDedicatedRedis(config.redisUrl, 'coupon-events') : null;
-  const reader = runsConsumer ? createDedicatedRedis(config.redisUrl, 'coupon-consumer') : null;
-  const redisClients = [redis, subscriber, reader].filter((c): c is ScriptedRedis => c !== null);
+  const target = redisTarget(config);
+  const cluster = typeof target !== 'string';
+  const redis = createRedis(target, 'coupon-commands');
+  // WAIT holds up the commands behind it on its connection: reservations and admin writes get their own.
+  const waitsForReplicas = config.redisWaitReplicas > 0;
+  const writer = waitsForReplicas ? createRedis(target, 'coupon-writes') : redis;
+  const subscriber = servesApi ? createDedicatedRedis(target, 'coupon-events') : null;
+  // A cluster refuses a read across slots: its consumer reads each stream on the command connection instead.
+  const reader = runsConsumer && !cluster ? createDedicatedRedis(target, 'coupon-consumer') : null;
+  const redisClients = [...new Set([redis, writer, subscriber, reader])].filter((c): c is ScriptedRedis => c !== null);
   for (const client of redisClients) client.on('error', (error) => logger.warn({ err: error }, 'redis connection error'));
   await Promise.all(redisClients.map((c) => connectRedis(c)));
 
   const metrics = new Metrics(() => readQueueDepth(redis, keys));
   const statusTtlMs = config.statusTtlSeconds * 1000;
   const rates = config.rateLimits;
-  const reservations = new RedisReservationStore(redis, keys, {
-    perUserPerSecond: rates.issuePerSecond,
-    perUserBurst: rates.issueBurst,
-    perIpPerSecond: rates.issuePerIpPerSecond,
-  });
+  const writes = new ReplicaWaiter(writer, config.redisWaitReplicas, config.redisWaitTimeoutMs);
+  const reservations = new RedisReservationStore(
+    writer,
+    keys,
+    { perUserPerSecond: rates.issuePerSecond, perUserBurst: rates.issueBurst, perIpPerSecond: rates.issuePerIpPerSecond },
+    writes,
+    redis,
+  );
   const promotionRepository = new PrismaPromotionRepository(db);
   const couponRepository = new PrismaCouponRepository(db);
   const failureRepository = new PrismaFailureRepository(db);
@@ -89,7 +113,9 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const promotions = new PromotionService(promotionRepository, reservations, clock);
   const audit = new AuditService(reservations, new PrismaAuditRepository(db), promotionRepository, clock);
   // The events feed needs the subscriber connection; a consumer-only process never subscribes.
-  const eventBus = subscriber ? new RedisIssuanceEvents(subscriber, keys, (sentAt) => metrics.deliveredToFeed(sentAt)) : null;
+  const eventBus = subscriber
+    ? new RedisIssuanceEvents(subscriber, keys, () => redis.smembers(keys.activePromotions()), (sentAt) => metrics.deliveredToFeed(sentAt))
+    : null;
   const events = eventBus ?? { watchUser: () => Promise.reject(new Error('no subscriptions in ROLE=consumer')), unwatchUser: () => undefined };
   const issuance = new IssuanceService(reservations, couponRepository, failureRepository, events, (outcome) => metrics.issueOutcome(outcome));
   const limiter = new RedisRateLimiter(redis, {
@@ -113,14 +139,18 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     if (fixed.length) logger.warn({ fixed }, 'PostgreSQL and Redis disagreed on promotions: repaired');
     for (const { promotionId, error } of failed) logger.warn({ err: error, promotionId }, 'could not reconcile a promotion; retrying at the next interval');
   };
-  const stateGuard = new RedisStateGuard(reservations, reconcile, () => eventBus?.signalGap(), logger);
+  const reconcileAndFollow = async () => {
+    await reconcile();
+    await eventBus?.refreshPromotions(); // feeds of every promotion start listening to new ones
+  };
+  const stateGuard = new RedisStateGuard(reservations, reconcileAndFollow, () => eventBus?.signalGap(), logger);
   await stateGuard.pass();
 
   let migrated = false;
   const readiness = async (): Promise<Readiness> => {
     const checks: Record<string, string> = {};
     await Promise.all([
-      withTimeout(redis.ping(), 1000, 'redis').then(
+      withTimeout(redisUsable(redis), 1000, 'redis').then(
         () => (checks.redis = 'ok'),
         (e: Error) => (checks.redis = e.message),
       ),
@@ -168,7 +198,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
 
   let consumer: StreamConsumer | null = null;
   if (reader) {
-    const queue = new RedisStreamQueue(redis, reader, keys, statusTtlMs);
+    const queue = new RedisStreamQueue(redis, reader, keys, statusTtlMs, new ReplicaWaiter(redis, config.redisWaitReplicas, config.redisWaitTimeoutMs));
     consumer = new StreamConsumer(
       queue,
       couponRepository,
@@ -223,6 +253,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
       }
       await step('stopping the consumer', async () => consumer?.stop());
       await step('finishing a rebuild', () => stateGuard.settle());
+      eventBus?.close();
       // The consumer's reader is already closed by its stop (that is how a blocking read is cut short).
       const open = redisClients.filter((c) => c.status !== 'end');
       await step('closing redis', () => Promise.all(open.map((c) => c.quit().catch(() => c.disconnect()))));

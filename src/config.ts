@@ -20,6 +20,12 @@ const schema = z
       .default('postgresql://postgres:postgres@127.0.0.1:5432/coupons'),
     REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').default('redis://127.0.0.1:6379'),
     REDIS_KEY_PREFIX: z.string().max(100).default('coupon:'),
+    REDIS_CLUSTER_NODES: z
+      .string()
+      .regex(/^[^\s,:]+:\d{1,5}(,[^\s,:]+:\d{1,5})*$/, 'must be host:port[,host:port...]')
+      .optional(),
+    REDIS_WAIT_REPLICAS: intFrom(0, 10, 0),
+    REDIS_WAIT_TIMEOUT_MS: intFrom(1, 60_000, 100),
     JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
     ROLE: z.enum(['api', 'consumer', 'all']).default('all'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -91,6 +97,11 @@ export interface Config {
   databaseUrl: string;
   redisUrl: string;
   redisKeyPrefix: string;
+  /** Seed nodes of a Redis Cluster; when set, the service runs against the cluster and redisUrl is not used. */
+  redisClusterNodes: { host: string; port: number }[] | null;
+  /** Replicas that must hold a reservation (or an admin write) before it is acknowledged (Redis WAIT). */
+  redisWaitReplicas: number;
+  redisWaitTimeoutMs: number;
   jwtSecret: string;
   jwtSecretIsDefault: boolean;
   role: 'api' | 'consumer' | 'all';
@@ -147,6 +158,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: e.DATABASE_URL,
     redisUrl: e.REDIS_URL,
     redisKeyPrefix: e.REDIS_KEY_PREFIX,
+    redisClusterNodes: e.REDIS_CLUSTER_NODES
+      ? e.REDIS_CLUSTER_NODES.split(',').map((node) => {
+          const at = node.lastIndexOf(':');
+          return { host: node.slice(0, at), port: Number(node.slice(at + 1)) };
+        })
+      : null,
+    redisWaitReplicas: e.REDIS_WAIT_REPLICAS,
+    redisWaitTimeoutMs: e.REDIS_WAIT_TIMEOUT_MS,
     jwtSecret: e.JWT_SECRET ?? DEV_JWT_SECRET,
     jwtSecretIsDefault: e.JWT_SECRET === undefined,
     role: e.ROLE,

@@ -190,10 +190,10 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
       for await (const chunk of response.body.asyncIterator) res.write(chunk);
       res.end();
     }
-    // Only a document Apollo ran (200, or 429 from a rate limit) may be one the fast path takes: a broken one is
+    // Only a document Apollo ran (200, or 429/503 from a refusal) may be one the fast path takes: a broken one is
     // neither parsed a second time nor kept, so a stream of them cannot push the known documents out.
     const status = response.status ?? 200;
-    if (body !== undefined && (status === 200 || status === 429)) graphql.fastPath.learn(body);
+    if (body !== undefined && (status === 200 || status === 429 || status === 503)) graphql.fastPath.learn(body);
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -62,6 +62,12 @@ export function rateLimitedError(retryAfterMs: number, transport: 'http' | 'ws')
   });
 }
 
+/** Codes that refuse a whole response, and its HTTP status (the first found wins). */
+const REFUSALS: [code: string, status: 429 | 503][] = [
+  ['SERVICE_UNAVAILABLE', 503],
+  ['RATE_LIMITED', 429],
+];
+
 /** Bursts of one second's worth, and at least one call (a rate under 1 a second still lets one through). */
 const oneSecondsWorth = (rate: number): number => Math.max(1, rate);
 
@@ -150,19 +156,23 @@ export class RateLimits {
 
   /**
    * A response whose root fields produced no data because of a rate limit (issueCoupon refused by its bucket)
-   * gets the status 429 with Retry-After; any data at all keeps it 200. Null when it is not such a response.
+   * gets the status 429 with Retry-After; one refused because a dependency could not confirm in time
+   * (SERVICE_UNAVAILABLE, such as a Redis replica not confirming a reservation) gets 503 with Retry-After. Any
+   * data at all keeps it 200. Null when it is not such a response.
    */
   httpRefusal(
     data: Record<string, unknown> | null | undefined,
     errors: readonly GraphQLFormattedError[] | undefined,
-  ): { status: 429; retryAfter: string } | null {
+  ): { status: 429 | 503; retryAfter: string } | null {
     if (!errors || (data && Object.values(data).some((v) => v !== null))) return null;
-    const waits = errors
-      .filter((e) => e.extensions?.code === 'RATE_LIMITED')
-      .map((e) => e.extensions?.retryAfterMs)
-      .filter((ms): ms is number => typeof ms === 'number');
-    if (waits.length === 0) return null;
-    return { status: 429, retryAfter: retryAfterSeconds(Math.max(...waits)) };
+    for (const [code, status] of REFUSALS) {
+      const waits = errors
+        .filter((e) => e.extensions?.code === code)
+        .map((e) => e.extensions?.retryAfterMs)
+        .filter((ms): ms is number => typeof ms === 'number');
+      if (waits.length > 0) return { status, retryAfter: retryAfterSeconds(Math.max(...waits)) };
+    }
+    return null;
   }
 
   /** The same checks as Apollo plugin hooks: each operation, broken documents, refusals, and the status. */

@@ -320,6 +320,9 @@ export class StreamConsumer {
    */
   private async store(promotionId: string, requests: QueuedRequest[], entries: QueueEntry[]): Promise<number> {
     if (requests.length === 0) return 0;
+    // With REDIS_WAIT_REPLICAS: stored only once the replicas hold the reservations, so a failover cannot
+    // leave PostgreSQL with a coupon the promoted replica would sell again. Throws while they do not confirm.
+    await this.queue.awaitReplicas(promotionId, this.name, requests.map((r) => r.entryId));
     const insertStart = performance.now();
     const stored = await this.persist(promotionId, requests, entries);
     if (stored === null) return 0;

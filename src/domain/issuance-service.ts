@@ -88,7 +88,7 @@ export class IssuanceService {
     const { requestId, promotionId } = filter;
     if (requestId == null) {
       const feed = new LiveFinals(this.events, user.userId, promotionId ?? null);
-      await this.events.watchUser(user.userId, feed);
+      await feed.listen();
       return feed;
     }
 
@@ -99,8 +99,8 @@ export class IssuanceService {
     // Admins may watch anyone's request: find the owner first to listen on the right channel.
     const ownerId = user.isAdmin ? (await this.lookup(requestId))?.userId : user.userId;
     if (!ownerId) throw new NotFoundError('Request');
-    const feed = new Feed<FeedEvent>(this.events, ownerId);
-    await this.events.watchUser(ownerId, feed);
+    const feed = new Feed<FeedEvent>(this.events, ownerId, requestPromotion);
+    await feed.listen();
     let current: Issuance | null;
     try {
       current = await this.lookup(requestId);
@@ -142,7 +142,14 @@ class Feed<T> implements FeedListener, AsyncIterableIterator<T, undefined> {
   constructor(
     private readonly events: IssuanceEvents,
     private readonly userId: string,
+    /** The promotion listened to; null: every promotion. */
+    protected readonly promotionId: string | null,
   ) {}
+
+  /** Resolves once listening: nothing published afterwards is missed. */
+  listen(): Promise<void> {
+    return this.events.watchUser(this.userId, this.promotionId, this);
+  }
 
   /** What of an event this feed hands on; undefined: nothing. */
   protected accept(event: FeedEvent): T | undefined {
@@ -171,7 +178,7 @@ class Feed<T> implements FeedListener, AsyncIterableIterator<T, undefined> {
     if (this.closed) return;
     this.closed = true;
     this.queue = null;
-    this.events.unwatchUser(this.userId, this);
+    this.events.unwatchUser(this.userId, this.promotionId, this);
     const reader = this.reader;
     this.reader = null;
     reader?.(DONE);
@@ -194,14 +201,6 @@ class Feed<T> implements FeedListener, AsyncIterableIterator<T, undefined> {
 
 /** The live final states of a user's requests, of one promotion or all. A gap cannot be replayed here: this feed is live only (README). */
 class LiveFinals extends Feed<Issuance> {
-  constructor(
-    events: IssuanceEvents,
-    userId: string,
-    private readonly promotionId: string | null,
-  ) {
-    super(events, userId);
-  }
-
   protected override accept(event: FeedEvent): Issuance | undefined {
     if (event.kind !== 'final') return undefined;
     return this.promotionId === null || event.issuance.promotionId === this.promotionId ? event.issuance : undefined;

@@ -154,10 +154,13 @@ export interface FeedListener {
 
 /** Live feeds of one user's final issuance states: the events are pushed to listeners, nothing is kept per listener. */
 export interface IssuanceEvents {
-  /** Resolves once the listener is listening, so nothing published afterwards is missed. */
-  watchUser(userId: string, listener: FeedListener): Promise<void>;
-  /** The listener hears nothing more; one that is not listening is ignored. */
-  unwatchUser(userId: string, listener: FeedListener): void;
+  /**
+   * Resolves once the listener is listening to the user's requests in that promotion (null: every promotion),
+   * so nothing published afterwards is missed.
+   */
+  watchUser(userId: string, promotionId: string | null, listener: FeedListener): Promise<void>;
+  /** The listener hears nothing more; one that is not listening is ignored. Same arguments as watchUser. */
+  unwatchUser(userId: string, promotionId: string | null, listener: FeedListener): void;
 }
 
 export interface Clock {

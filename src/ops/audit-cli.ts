@@ -5,7 +5,7 @@ import { createDb } from '../db/client';
 import { PrismaPromotionRepository } from '../db/promotion-repository';
 import { AuditService, type AuditOutcome } from '../domain/audit-service';
 import type { PromotionAudit } from '../domain/types';
-import { connectRedis, createRedis } from '../redis/client';
+import { connectRedis, createRedis, redisTarget } from '../redis/client';
 import { RedisKeys } from '../redis/keys';
 import { RedisReservationStore } from '../redis/reservation-store';
 
@@ -32,7 +32,7 @@ async function main(): Promise<number> {
   const { values } = parseArgs({ options: { promotion: { type: 'string' } } });
   const config = loadConfig();
   const db = createDb(config.databaseUrl);
-  const redis = createRedis(config.redisUrl, 'coupon-audit');
+  const redis = createRedis(redisTarget(config), 'coupon-audit');
   try {
     await connectRedis(redis);
     const promotions = new PrismaPromotionRepository(db);

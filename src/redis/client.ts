@@ -1,26 +1,69 @@
-import { Redis } from 'ioredis';
-import { defineScripts, type ScriptedRedis } from './scripts';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { defineScripts, type ScriptCommands, type ScriptedRedis } from './scripts';
 
 /**
- * Builds an ioredis client with the project's scripts defined. Nothing connects at import time.
+ * Builds ioredis clients with the project's scripts defined, against one Redis node (REDIS_URL) or a Redis
+ * Cluster (REDIS_CLUSTER_NODES). Nothing connects at import time.
  * Commands queue while connecting; a request then fails fast rather than waiting forever. A command already
  * sent when the connection drops is never sent again: it may have run, and running a reservation or a
  * stock addition twice is exactly what must not happen (the caller sees an error instead).
+ * In a cluster, ioredis follows MOVED and ASK by itself (a redirected command has not run anywhere), and a
+ * script unknown to a node (a promoted replica, a new master) is sent in full once (EVALSHA, then EVAL on
+ * NOSCRIPT), so scripts are loaded on every master as soon as it is asked to run one.
  */
 const COMMAND_TIMEOUT_MS = 5000;
 
-export function createRedis(url: string, connectionName: string): ScriptedRedis {
-  const redis = new Redis(url, {
-    connectionName,
-    maxRetriesPerRequest: 3,
-    enableAutoPipelining: false,
-    autoResendUnfulfilledCommands: false,
-    // Without resending, ioredis 5 never settles a command that was in flight when the connection dropped if
-    // the reconnect then succeeds (redis/ioredis#2193): the caller would wait forever. A bound turns that into
-    // the error promised above. No command on this connection blocks, and Redis answers in microseconds.
-    commandTimeout: COMMAND_TIMEOUT_MS,
+/** Where Redis is: one node (its URL), or a cluster's seed nodes. */
+export type RedisTarget = string | { clusterNodes: { host: string; port: number }[] };
+
+/** The configured Redis: the cluster when REDIS_CLUSTER_NODES is set, else REDIS_URL. */
+export function redisTarget(config: { redisUrl: string; redisClusterNodes: { host: string; port: number }[] | null }): RedisTarget {
+  return config.redisClusterNodes ? { clusterNodes: config.redisClusterNodes } : config.redisUrl;
+}
+
+export function isCluster(redis: Redis | Cluster): redis is Cluster {
+  return redis instanceof Cluster;
+}
+
+const commandOptions: RedisOptions = {
+  maxRetriesPerRequest: 3,
+  enableAutoPipelining: false,
+  autoResendUnfulfilledCommands: false,
+  // Without resending, ioredis 5 never settles a command that was in flight when the connection dropped if
+  // the reconnect then succeeds (redis/ioredis#2193): the caller would wait forever. A bound turns that into
+  // the error promised above. No command on this connection blocks for long: Redis answers in microseconds,
+  // and WAIT (REDIS_WAIT_REPLICAS) for at most REDIS_WAIT_TIMEOUT_MS.
+  commandTimeout: COMMAND_TIMEOUT_MS,
+};
+
+function clusterOptions(connectionName: string, redisOptions: RedisOptions, extra: Partial<ClusterOptions> = {}): ClusterOptions {
+  return {
     lazyConnect: true,
-  });
+    redisOptions: { ...redisOptions, connectionName },
+    // After a failover the old master is gone: the topology is read again quickly, and commands wait for it
+    // (bounded by the retries below) rather than failing at once.
+    slotsRefreshTimeout: 1000,
+    slotsRefreshInterval: 2000,
+    retryDelayOnFailover: 100,
+    retryDelayOnClusterDown: 100,
+    retryDelayOnTryAgain: 100,
+    maxRedirections: 16,
+    // A node that comes back (a restarted replica) is reconnected instead of waiting for a MOVED to find it.
+    clusterNodeRetryStrategy: (times: number) => Math.min(100 * times, 2000),
+    ...extra,
+  };
+}
+
+export function createRedis(url: string, connectionName: string): Redis & ScriptCommands;
+export function createRedis(target: RedisTarget, connectionName: string): ScriptedRedis;
+export function createRedis(target: RedisTarget, connectionName: string): ScriptedRedis {
+  if (typeof target !== 'string') {
+    const cluster = new Cluster(target.clusterNodes, clusterOptions(connectionName, commandOptions));
+    // Each node connection coalesces its own writes (see coalesceWrites): commands reach nodes through them.
+    cluster.on('+node', (node: Redis) => coalesceWrites(node));
+    return defineScripts(cluster);
+  }
+  const redis = new Redis(target, { ...commandOptions, connectionName, lazyConnect: true });
   coalesceWrites(redis);
   return defineScripts(redis);
 }
@@ -49,13 +92,22 @@ function coalesceWrites(redis: Redis): void {
   };
 }
 
-/** For blocking reads and SUBSCRIBE: they need a connection of their own and must never time out a command. */
-export function createDedicatedRedis(url: string, connectionName: string): ScriptedRedis {
-  const redis = new Redis(url, { connectionName, maxRetriesPerRequest: null, lazyConnect: true });
-  return defineScripts(redis);
+/**
+ * For blocking reads and (S)SUBSCRIBE: they need a connection of their own and must never time out a command.
+ * In a cluster, sharded subscriptions (SSUBSCRIBE) go to the master that owns each channel's slot, over one
+ * subscriber connection per master, and move with the slot after a failover.
+ */
+export function createDedicatedRedis(url: string, connectionName: string): Redis & ScriptCommands;
+export function createDedicatedRedis(target: RedisTarget, connectionName: string): ScriptedRedis;
+export function createDedicatedRedis(target: RedisTarget, connectionName: string): ScriptedRedis {
+  const options: RedisOptions = { maxRetriesPerRequest: null };
+  if (typeof target !== 'string') {
+    return defineScripts(new Cluster(target.clusterNodes, clusterOptions(connectionName, options, { shardedSubscribers: true })));
+  }
+  return defineScripts(new Redis(target, { ...options, connectionName, lazyConnect: true }));
 }
 
-export async function connectRedis(redis: Redis): Promise<void> {
+export async function connectRedis(redis: Redis | Cluster): Promise<void> {
   if (redis.status === 'wait') await redis.connect();
   if (redis.status !== 'ready') {
     await new Promise<void>((resolve, reject) => {

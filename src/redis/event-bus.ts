@@ -1,35 +1,64 @@
-import type { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import type { FeedEvent, FeedListener, IssuanceEvents } from '../domain/ports';
 import { decodeMessage } from './issuance-codec';
 import type { RedisKeys } from './keys';
 
 /**
- * Final issuance states over Redis pub/sub, one channel per user: an instance subscribes only to the
- * channels of users it serves, so any instance can serve any client, and no event is filtered per subscriber.
- * One subscriber connection per process, with channels reference-counted across local listeners.
- * A channel's listeners are kept as the one listener most users have, or a Set past one: with a subscribed
- * socket per user, a Set each would be a good part of what a socket costs.
- * Pub/sub keeps nothing for a disconnected subscriber: after a reconnect (ioredis subscribes again by itself),
- * every listener is told of the gap, so a feed waiting for one request reads its state again.
+ * Final issuance states over sharded pub/sub (SSUBSCRIBE/SPUBLISH, Redis 7): one channel per user and
+ * promotion, carrying the promotion's hash tag, so the script that confirms a batch publishes in its own slot
+ * (atomically with the status it writes) and, in a cluster, only the master owning the promotion carries its
+ * confirmations. An instance subscribes only to the channels of users it serves, so any instance can serve any
+ * client, and no event is filtered per subscriber.
+ *
+ * A feed of one promotion (or one request) listens on one channel; a feed of every promotion listens on the
+ * channel of each promotion the consumers read, and is added to a new promotion's channel when
+ * refreshPromotions() sees it (every reconcile pass).
+ * One subscriber connection per process (per master in a cluster), with channels reference-counted across
+ * local listeners. A channel's listeners are kept as the one listener most users have, or a Set past one.
+ * Pub/sub keeps nothing for a disconnected subscriber: after a reconnect, a failover or a slot move (ioredis
+ * subscribes again by itself), every listener is told of the gap, so a feed waiting for one request reads its
+ * state again.
  */
 export class RedisIssuanceEvents implements IssuanceEvents {
   private readonly listeners = new Map<string, FeedListener | Set<FeedListener>>();
   private readonly pending = new Map<string, Promise<unknown>>();
+  /** Feeds of every promotion: the user, and the promotions whose channels they were added to. */
+  private readonly everyPromotion = new Map<FeedListener, { userId: string; promotionIds: Set<string> }>();
+  private readonly gapTimers = new Set<NodeJS.Timeout>();
 
   constructor(
-    private readonly subscriber: Redis,
+    private readonly subscriber: Redis | Cluster,
     private readonly keys: RedisKeys,
+    /** The promotions whose queues the consumers read: the ones a feed of every promotion listens to. */
+    private readonly activePromotions: () => Promise<string[]>,
     /** Told when a confirmation reaches a subscribed feed, with when it was sent (publish → socket latency). */
     private readonly onDelivered: (publishedAtMs: number) => void = () => undefined,
   ) {
-    subscriber.on('message', (channel: string, message: string) => this.dispatch(channel, message));
+    subscriber.on('smessage', (channel: string, message: string) => this.dispatch(channel, message));
+    if (subscriber instanceof Cluster) {
+      // Emitted once the subscribers of a new topology (a failover, a slot move, a reconnected master) have sent
+      // their SSUBSCRIBEs. Their replies are not awaited there: the gap is signalled again a little later, so a
+      // feed that read its state before its channel was back reads it once more after.
+      subscriber.on('subscribersReady', () => {
+        this.signalGap();
+        for (const delay of [250, 1000]) {
+          const timer = setTimeout(() => {
+            this.gapTimers.delete(timer);
+            this.signalGap();
+          }, delay);
+          timer.unref();
+          this.gapTimers.add(timer);
+        }
+      });
+      return;
+    }
     let connected = subscriber.status === 'ready';
     subscriber.on('ready', () => {
       if (!connected) {
         connected = true;
         return;
       }
-      // PING is answered after the SUBSCRIBEs sent on reconnect: from then on nothing more is missed.
+      // PING is answered after the SSUBSCRIBEs sent on reconnect: from then on nothing more is missed.
       subscriber.ping().then(
         () => this.signalGap(),
         () => undefined, // the connection dropped again: the next 'ready' signals the gap
@@ -43,6 +72,12 @@ export class RedisIssuanceEvents implements IssuanceEvents {
     for (const listeners of this.listeners.values()) notify(listeners, gap);
   }
 
+  /** Stops the delayed gap signals (a process stopping). */
+  close(): void {
+    for (const timer of this.gapTimers) clearTimeout(timer);
+    this.gapTimers.clear();
+  }
+
   private dispatch(channel: string, message: string): void {
     const listeners = this.listeners.get(channel);
     if (!listeners) return;
@@ -53,12 +88,48 @@ export class RedisIssuanceEvents implements IssuanceEvents {
     if (publishedAtMs !== null) this.onDelivered(publishedAtMs);
   }
 
-  async watchUser(userId: string, listener: FeedListener): Promise<void> {
-    const channel = this.keys.userChannel(userId);
+  async watchUser(userId: string, promotionId: string | null, listener: FeedListener): Promise<void> {
+    if (promotionId !== null) return this.listen(this.keys.userChannel(promotionId, userId), listener);
+    const watched = { userId, promotionIds: new Set<string>() };
+    this.everyPromotion.set(listener, watched);
+    try {
+      const ids = await this.activePromotions();
+      await Promise.all(ids.map((id) => this.addPromotion(watched, id, listener)));
+    } catch (error) {
+      this.unwatchUser(userId, null, listener);
+      throw error;
+    }
+  }
+
+  unwatchUser(userId: string, promotionId: string | null, listener: FeedListener): void {
+    if (promotionId !== null) return this.release(this.keys.userChannel(promotionId, userId), listener);
+    const watched = this.everyPromotion.get(listener);
+    if (!watched) return;
+    this.everyPromotion.delete(listener);
+    for (const id of watched.promotionIds) this.release(this.keys.userChannel(id, userId), listener);
+  }
+
+  /** Adds the feeds of every promotion to the channels of promotions that appeared since they started. */
+  async refreshPromotions(): Promise<void> {
+    if (this.everyPromotion.size === 0) return;
+    const ids = await this.activePromotions();
+    const adding: Promise<void>[] = [];
+    for (const [listener, watched] of this.everyPromotion) {
+      for (const id of ids) if (!watched.promotionIds.has(id)) adding.push(this.addPromotion(watched, id, listener).catch(() => undefined));
+    }
+    await Promise.all(adding);
+  }
+
+  private addPromotion(watched: { userId: string; promotionIds: Set<string> }, promotionId: string, listener: FeedListener): Promise<void> {
+    watched.promotionIds.add(promotionId);
+    return this.listen(this.keys.userChannel(promotionId, watched.userId), listener);
+  }
+
+  private async listen(channel: string, listener: FeedListener): Promise<void> {
     const listeners = this.listeners.get(channel);
     if (listeners === undefined) {
       this.listeners.set(channel, listener);
-      const subscribing = this.subscriber.subscribe(channel);
+      const subscribing = this.subscriber.ssubscribe(channel);
       this.pending.set(channel, subscribing);
       // Only this call's entry: after an unsubscribe and a new subscribe, the newer one must stay awaited.
       subscribing.finally(() => this.pending.get(channel) === subscribing && this.pending.delete(channel)).catch(() => undefined);
@@ -75,10 +146,6 @@ export class RedisIssuanceEvents implements IssuanceEvents {
     }
   }
 
-  unwatchUser(userId: string, listener: FeedListener): void {
-    this.release(this.keys.userChannel(userId), listener);
-  }
-
   private release(channel: string, listener: FeedListener): void {
     const listeners = this.listeners.get(channel);
     if (listeners instanceof Set) {
@@ -90,7 +157,7 @@ export class RedisIssuanceEvents implements IssuanceEvents {
       return;
     }
     this.listeners.delete(channel);
-    this.subscriber.unsubscribe(channel).catch(() => undefined);
+    this.subscriber.sunsubscribe(channel).catch(() => undefined);
   }
 }
 

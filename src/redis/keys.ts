@@ -99,9 +99,12 @@ export class RedisKeys {
     return `${this.prefix}state`;
   }
 
-  /** pub/sub channel: final states of one user's requests */
-  userChannel(userId: string): string {
-    return `${this.prefix}events:user:${userId}`;
+  /**
+   * sharded pub/sub channel (SPUBLISH): final states of one user's requests in one promotion. It carries the
+   * promotion's hash tag, so the script confirming a batch publishes in the slot of the keys it writes.
+   */
+  userChannel(promotionId: string, userId: string): string {
+    return `${this.tag(promotionId)}:events:user:${userId}`;
   }
 
   /** The promotion id in a stream key made by promotion(). */

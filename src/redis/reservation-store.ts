@@ -4,6 +4,7 @@ import type { AuditSnapshot, PromotionCounters, PromotionLiveState, ReservationS
 import type { IssueResult, Issuance, PromotionRecord } from '../domain/types';
 import { decodeIssuance } from './issuance-codec';
 import { CONSUMER_GROUP, META_FIELDS, type RedisKeys } from './keys';
+import type { ReplicaWaiter } from './replica-wait';
 import { ISSUE_CODES, ISSUE_RATE_LIMITED, type ScriptedRedis } from './scripts';
 
 const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
@@ -19,17 +20,40 @@ export interface IssueRateLimits {
 
 const NO_LIMITS: IssueRateLimits = { perUserPerSecond: 0, perUserBurst: 1, perIpPerSecond: 0 };
 
+/**
+ * With REDIS_WAIT_REPLICAS, every write here (a reservation, an admin write) is acknowledged only once the
+ * replicas hold it (replica-wait.ts), on a connection of its own (`redis`): WAIT holds up the commands behind it
+ * on its connection, so reads go through another (`reads`).
+ */
 export class RedisReservationStore implements ReservationStore {
+  private readonly reads: ScriptedRedis;
+
   constructor(
     private readonly redis: ScriptedRedis,
     private readonly keys: RedisKeys,
     private readonly limits: IssueRateLimits = NO_LIMITS,
-  ) {}
+    private readonly replicas: ReplicaWaiter | null = null,
+    reads?: ScriptedRedis,
+  ) {
+    this.reads = reads ?? redis;
+  }
+
+  /** Runs a write to `key`'s slot; with REDIS_WAIT_REPLICAS, returns once the replicas hold it. */
+  private async replicated<T>(key: string, write: () => Promise<T>): Promise<T> {
+    if (!this.replicas?.enabled) return write();
+    const route = this.replicas.route(key);
+    const result = await write();
+    await this.replicas.confirm(route);
+    return result;
+  }
 
   async reserve({ promotionId, userId, requestId, idempotencyKey, clientIp }: ReserveArgs): Promise<IssueResult> {
     const k = this.keys.promotion(promotionId);
     // Without a known address there is no IP bucket to take from; the per-user one still applies.
     const ipRate = clientIp ? this.limits.perIpPerSecond : 0;
+    const route = this.replicas?.enabled ? this.replicas.route(k.stock) : null;
+    // A master known to have lost its replica refuses before anything is reserved.
+    if (route) await this.replicas?.ensureReplicas(route);
     const [code, id, position, remaining] = await this.redis.couponIssue(
       k.meta,
       k.stock,
@@ -53,6 +77,9 @@ export class RedisReservationStore implements ReservationStore {
     if (code === ISSUE_RATE_LIMITED) throw new RateLimitedError(remaining);
     const outcome = ISSUE_CODES[code as keyof typeof ISSUE_CODES];
     if (!outcome) throw new Error(`issue script returned unknown code ${code}`);
+    // QUEUED (new, or an idempotent replay of one that may not have reached a replica yet) is a promise: it is
+    // made only once the replicas hold it. Refusals promise nothing and wait for nothing.
+    if (this.replicas?.enabled && outcome === 'QUEUED') await this.replicas.confirm(route);
     return {
       outcome,
       requestId: id === '' ? null : id,
@@ -84,7 +111,7 @@ export class RedisReservationStore implements ReservationStore {
       const failed = ((await pipeline.exec()) ?? []).find(([err]) => err);
       if (failed) throw failed[0];
     }
-    const created = await this.redis.couponSetupPromotion(
+    const created = await this.replicated(k.meta, () => this.redis.couponSetupPromotion(
       k.meta,
       k.stock,
       k.seq,
@@ -97,49 +124,50 @@ export class RedisReservationStore implements ReservationStore {
       Math.max(0, promotion.totalStock - issuedCount),
       reservationsMade,
       CONSUMER_GROUP,
-    );
+    ));
     return created === 1;
   }
 
   async register(promotionId: string): Promise<void> {
-    await this.redis.sadd(this.keys.activePromotions(), promotionId);
+    const registry = this.keys.activePromotions();
+    await this.replicated(registry, () => this.redis.sadd(registry, promotionId));
   }
 
   async hasPromotion(promotionId: string): Promise<boolean> {
-    return (await this.redis.exists(this.keys.promotion(promotionId).meta)) === 1;
+    return (await this.reads.exists(this.keys.promotion(promotionId).meta)) === 1;
   }
 
   async raiseTotalStock(promotionId: string, totalStock: number): Promise<PromotionCounters | null> {
     const k = this.keys.promotion(promotionId);
-    const reply = await this.redis.couponAddStock(k.meta, k.stock, totalStock);
+    const reply = await this.replicated(k.meta, () => this.redis.couponAddStock(k.meta, k.stock, totalStock));
     if (reply === -1) return null;
     return { remainingStock: reply[0], totalStock: reply[1] };
   }
 
   async endPromotion(promotionId: string, at: Date): Promise<Date | null> {
-    const reply = await this.redis.couponEndPromotion(this.keys.promotion(promotionId).meta, at.getTime());
+    const meta = this.keys.promotion(promotionId).meta;
+    const reply = await this.replicated(meta, () => this.redis.couponEndPromotion(meta, at.getTime()));
     return reply === -1 ? null : new Date(Number(reply));
   }
 
   async liveStates(promotionIds: string[]): Promise<Map<string, PromotionLiveState>> {
     const result = new Map<string, PromotionLiveState>();
     if (promotionIds.length === 0) return result;
-    // Pipelined, one promotion's keys after another: a multi-key command across promotions would cross slots.
-    const pipeline = this.redis.pipeline();
-    for (const id of promotionIds) {
-      const k = this.keys.promotion(id);
-      pipeline.hmget(k.meta, META_FIELDS.totalStock, META_FIELDS.endedAt);
-      pipeline.get(k.stock);
-    }
-    const replies = (await pipeline.exec()) ?? [];
-    const reply = <T>(i: number): T => {
-      const [err, value] = replies[i] ?? [new Error('missing pipeline reply'), null];
+    // A pipeline per promotion (its keys share a slot), all sent together: promotions may lie in other slots.
+    const perPromotion = await Promise.all(
+      promotionIds.map((id) => {
+        const k = this.keys.promotion(id);
+        return this.reads.pipeline().hmget(k.meta, META_FIELDS.totalStock, META_FIELDS.endedAt).get(k.stock).exec();
+      }),
+    );
+    const reply = <T>(i: number, j: number): T => {
+      const [err, value] = perPromotion[i]?.[j] ?? [new Error('missing pipeline reply'), null];
       if (err) throw err;
       return value as T;
     };
     promotionIds.forEach((id, i) => {
-      const [total, endedAt] = reply<(string | null)[]>(i * 2);
-      const stock = reply<string | null>(i * 2 + 1);
+      const [total, endedAt] = reply<(string | null)[]>(i, 0);
+      const stock = reply<string | null>(i, 1);
       result.set(id, {
         exists: total !== null && total !== undefined,
         totalStock: Number(total ?? 0),
@@ -152,20 +180,20 @@ export class RedisReservationStore implements ReservationStore {
 
   async registered(promotionIds: string[]): Promise<Set<string>> {
     if (promotionIds.length === 0) return new Set();
-    const flags = await this.redis.smismember(this.keys.activePromotions(), ...promotionIds);
+    const flags = await this.reads.smismember(this.keys.activePromotions(), ...promotionIds);
     return new Set(promotionIds.filter((_, i) => flags[i] === 1));
   }
 
   async issuance(requestId: string): Promise<Issuance | null> {
     const promotionId = promotionIdOfRequest(requestId);
     if (!promotionId) return null;
-    const fields = await this.redis.hgetall(this.keys.status(promotionId, requestId));
+    const fields = await this.reads.hgetall(this.keys.status(promotionId, requestId));
     return decodeIssuance(fields, requestId);
   }
 
   async auditSnapshot(promotionId: string): Promise<AuditSnapshot | null> {
     const k = this.keys.promotion(promotionId);
-    const reply = await this.redis.couponAuditSnapshot(k.meta, k.stock, k.seq, k.stream);
+    const reply = await this.reads.couponAuditSnapshot(k.meta, k.stock, k.seq, k.stream);
     if (reply.length < 4) return null;
     const [totalStock, remainingStock, perUserLimit, reservations] = reply.slice(0, 4).map(Number) as [number, number, number, number];
     const inFlight: AuditSnapshot['inFlight'] = [];
@@ -175,7 +203,7 @@ export class RedisReservationStore implements ReservationStore {
 
   /** Whether this deployment's Redis state is still the one built (see RedisKeys.stateMarker). */
   async stateIntact(): Promise<boolean> {
-    return (await this.redis.exists(this.keys.stateMarker())) === 1;
+    return (await this.reads.exists(this.keys.stateMarker())) === 1;
   }
 
   async markStateBuilt(): Promise<void> {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Redis, Result } from 'ioredis';
+import type { Cluster, Redis, Result } from 'ioredis';
 import { statusFieldsLua } from './issuance-codec';
 
 /**
@@ -24,7 +24,8 @@ export interface ScriptCommands {
   couponRateLimit(key: string, ratePerSecond: number, burst: number): ScriptReply<number>;
 }
 
-export type ScriptedRedis = Redis & ScriptCommands;
+/** A single node's client or a cluster's, with the scripts: both take the same commands. */
+export type ScriptedRedis = (Redis | Cluster) & ScriptCommands;
 
 /**
  * `fragments`: shared Lua definitions (lua/fragments/) put in front of the script, in this order.
@@ -55,7 +56,7 @@ function source(file: string): string {
   return lua;
 }
 
-export function defineScripts(redis: Redis): ScriptedRedis {
+export function defineScripts(redis: Redis | Cluster): ScriptedRedis {
   for (const script of SCRIPTS) {
     const prelude = script.status ? [statusFieldsLua()] : [];
     const lua = [...prelude, ...(script.fragments ?? []).map((f) => source(join('fragments', f))), source(script.file)].join('\n');

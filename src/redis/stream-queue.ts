@@ -1,6 +1,7 @@
 import type { Coupon, QueuedRequest } from '../domain/types';
 import { encodeIssuance } from './issuance-codec';
 import { CONSUMER_GROUP, type RedisKeys } from './keys';
+import type { ReplicaWaiter } from './replica-wait';
 import { ConsumerScripts, type ConfirmedEntry, type ScriptedRedis } from './scripts';
 
 /**
@@ -8,7 +9,15 @@ import { ConsumerScripts, type ConfirmedEntry, type ScriptedRedis } from './scri
  * end a request (confirm, fail, retire), and the consumer-name leases. Keys are built here and the scripts
  * called through their typed methods (ConsumerScripts), so the consumer deals in requests and coupons only.
  * A batch costs a constant number of round trips, whatever its size: one read, one confirm.
+ *
+ * Reading: on one node, one blocking XREADGROUP over every promotion's stream, on a connection of its own. In a
+ * cluster a command may not span slots, so each stream is read on its own (all at once, one write per master),
+ * without blocking; a round that finds nothing waits a little longer each time, up to IDLE_POLL_MAX_MS.
  */
+
+/** Cluster reads: the wait after an empty round starts here and doubles up to the max (or CONSUMER_BLOCK_MS). */
+const IDLE_POLL_MIN_MS = 2;
+const IDLE_POLL_MAX_MS = 50;
 
 export interface QueueEntry {
   entryId: string;
@@ -29,13 +38,17 @@ type XReadReply = [stream: string, entries: StreamEntry[]][] | null;
 
 export class RedisStreamQueue {
   private readonly scripts: ConsumerScripts;
+  private idlePollMs = IDLE_POLL_MIN_MS;
+  private idleWait: { timer: NodeJS.Timeout; done: () => void } | null = null;
 
   constructor(
     private readonly redis: ScriptedRedis,
-    /** A connection of the queue's own, for blocking reads: abortRead() closes it. */
-    private readonly reader: ScriptedRedis,
+    /** A connection of the queue's own, for blocking reads: abortRead() closes it. Null in a cluster (polled reads). */
+    private readonly reader: ScriptedRedis | null,
     private readonly keys: RedisKeys,
     private readonly statusTtlMs: number,
+    /** REDIS_WAIT_REPLICAS: entries are stored only once replicas hold them (awaitReplicas). */
+    private readonly replicas: ReplicaWaiter | null = null,
   ) {
     this.scripts = new ConsumerScripts(redis);
   }
@@ -44,35 +57,87 @@ export class RedisStreamQueue {
     return this.redis.smembers(this.keys.activePromotions());
   }
 
-  /** New entries of any of the promotions, blocking up to blockMs. */
+  /** New entries of any of the promotions, blocking (or, in a cluster, polling) up to blockMs. */
   async readNew(consumer: string, promotionIds: string[], count: number, blockMs: number): Promise<Map<string, QueueEntry[]>> {
     const streams = promotionIds.map((id) => this.keys.promotion(id).stream);
     const batches = new Map<string, QueueEntry[]>();
-    let reply: XReadReply;
-    try {
-      reply = (await this.reader.xreadgroup(
-        'GROUP', CONSUMER_GROUP, consumer, 'COUNT', count, 'BLOCK', blockMs, 'STREAMS', ...streams, ...streams.map(() => '>'),
-      )) as XReadReply;
-    } catch (error) {
-      if (!String(error).includes('NOGROUP')) throw error;
-      // Redis lost a stream or its group (a restart without persistence): recreate, read on the next turn.
-      for (const stream of streams) await this.redis.xgroup('CREATE', stream, CONSUMER_GROUP, '0', 'MKSTREAM').catch(() => undefined);
-      return batches;
+    const replies = this.reader ? [await this.readBlocking(this.reader, consumer, streams, count, blockMs)] : await this.readEach(consumer, streams, count);
+    for (const reply of replies) {
+      for (const [stream, entries] of reply ?? []) {
+        if (entries.length === 0) continue;
+        batches.set(this.keys.promotionIdOfStream(stream), entries.map(([id, fields]) => ({ entryId: id, request: parseEntry(id, fields), deliveries: 1 })));
+      }
     }
-    for (const [stream, entries] of reply ?? []) {
-      batches.set(this.keys.promotionIdOfStream(stream), entries.map(([id, fields]) => ({ entryId: id, request: parseEntry(id, fields), deliveries: 1 })));
+    if (!this.reader) {
+      if (batches.size > 0) this.idlePollMs = IDLE_POLL_MIN_MS;
+      else {
+        await this.waitIdle(this.idlePollMs);
+        this.idlePollMs = Math.min(this.idlePollMs * 2, IDLE_POLL_MAX_MS, blockMs);
+      }
     }
     return batches;
   }
 
-  /** Ends a blocking read at once, by closing the reader connection: for stopping. */
+  private async readBlocking(reader: ScriptedRedis, consumer: string, streams: string[], count: number, blockMs: number): Promise<XReadReply> {
+    return this.withGroup(streams, async () =>
+      (await reader.xreadgroup('GROUP', CONSUMER_GROUP, consumer, 'COUNT', count, 'BLOCK', blockMs, 'STREAMS', ...streams, ...streams.map(() => '>'))) as XReadReply,
+    );
+  }
+
+  /** One read per stream (each in its own slot), sent together. */
+  private readEach(consumer: string, streams: string[], count: number): Promise<XReadReply[]> {
+    return Promise.all(
+      streams.map((stream) =>
+        this.withGroup([stream], async () => (await this.redis.xreadgroup('GROUP', CONSUMER_GROUP, consumer, 'COUNT', count, 'STREAMS', stream, '>')) as XReadReply),
+      ),
+    );
+  }
+
+  /** Redis lost a stream or its group (a restart without persistence): recreate, read on the next turn. */
+  private async withGroup(streams: string[], read: () => Promise<XReadReply>): Promise<XReadReply> {
+    try {
+      return await read();
+    } catch (error) {
+      if (!String(error).includes('NOGROUP')) throw error;
+      for (const stream of streams) await this.redis.xgroup('CREATE', stream, CONSUMER_GROUP, '0', 'MKSTREAM').catch(() => undefined);
+      return null;
+    }
+  }
+
+  private waitIdle(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.idleWait = null;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.idleWait = { timer, done };
+    });
+  }
+
+  /** Ends a blocking read (or a polling wait) at once, by closing the reader connection: for stopping. */
   abortRead(): void {
-    this.reader.disconnect();
+    this.reader?.disconnect();
+    this.idleWait?.done();
   }
 
   /** Reopens the reader connection after abortRead (a consumer started again). */
   resumeRead(): void {
-    if (this.reader.status === 'end') this.reader.connect().catch(() => undefined); // errors surface on the next read
+    if (this.reader?.status === 'end') this.reader.connect().catch(() => undefined); // errors surface on the next read
+  }
+
+  /**
+   * With REDIS_WAIT_REPLICAS, resolves once the replicas hold these entries (and everything written before them
+   * on their master), so PostgreSQL never stores a coupon that a promoted replica would not know was reserved.
+   * A write to the slot (the entries' idle time reset, XCLAIM JUSTID) on the connection, then WAIT on it.
+   * Throws UnavailableError when they do not confirm in time: the entries stay pending, tried again later.
+   */
+  async awaitReplicas(promotionId: string, consumer: string, entryIds: string[]): Promise<void> {
+    if (!this.replicas?.enabled || entryIds.length === 0) return;
+    const route = this.replicas.route(this.keys.promotion(promotionId).stream);
+    await this.keepClaimed(promotionId, consumer, entryIds);
+    await this.replicas.confirm(route);
   }
 
   /** The group's consumers on one promotion's stream; empty when the stream or group is missing. */
@@ -153,7 +218,7 @@ export class RedisStreamQueue {
     const entries: ConfirmedEntry[] = stored.map(({ request, coupon }) => ({
       statusKey: this.keys.status(promotionId, request.requestId),
       entryId: request.entryId,
-      channel: this.keys.userChannel(request.userId),
+      channel: this.keys.userChannel(promotionId, request.userId),
       message: encodeIssuance(
         {
           requestId: request.requestId,
@@ -190,7 +255,7 @@ export class RedisStreamQueue {
         group: CONSUMER_GROUP,
         statusTtlMs: this.statusTtlMs,
         entryId: request.entryId,
-        channel: this.keys.userChannel(request.userId),
+        channel: this.keys.userChannel(request.promotionId, request.userId),
         message,
         requestId: request.requestId,
         userId: request.userId,
@@ -238,11 +303,11 @@ export class RedisStreamQueue {
   /** The names, among these, whose lease is held (their consumer is alive). */
   async leased(names: string[]): Promise<Set<string>> {
     if (names.length === 0) return new Set();
-    const pipeline = this.redis.pipeline();
-    for (const name of names) pipeline.exists(this.keys.consumerHeartbeat(name));
-    const replies = (await pipeline.exec()) ?? [];
-    return new Set(names.filter((_, i) => replies[i]?.[1] === 1));
+    // One command per name, sent together: the names' keys lie in different cluster slots (no pipeline).
+    const held = await Promise.all(names.map((name) => this.redis.exists(this.keys.consumerHeartbeat(name))));
+    return new Set(names.filter((_, i) => held[i] === 1));
   }
+
 }
 
 function parseEntry(entryId: string, fields: string[]): QueuedRequest | null {

@@ -60,7 +60,7 @@ test('When 2,000 requests race for 500 coupons, then exactly 500 are queued, sto
   const keys = new RedisKeys(env.prefix);
   const probe = new Redis(env.redisUrl);
   await eventually(async () => {
-    const counts = (await probe.call('PUBSUB', 'NUMSUB', ...users.map((u) => keys.userChannel(u)))) as (string | number)[];
+    const counts = (await probe.call('PUBSUB', 'SHARDNUMSUB', ...users.map((u) => keys.userChannel(promotionId, u)))) as (string | number)[];
     return counts.filter((_, i) => i % 2 === 1).every((n) => Number(n) >= 1) ? true : undefined;
   }, 30_000, 'every subscription live');
   probe.disconnect();

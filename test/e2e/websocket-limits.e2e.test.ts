@@ -228,17 +228,17 @@ test('When a subscriber stops reading, then its backlog stays bounded and the co
   const keys = new RedisKeys(env.prefix);
   const redis = new Redis(env.redisUrl);
   try {
-    await eventually(async () => ((await redis.call('PUBSUB', 'NUMSUB', keys.userChannel('carol'))) as [string, number])[1] === 1 || undefined, 5000, 'the feed to subscribe');
+    await eventually(async () => ((await redis.call('PUBSUB', 'SHARDNUMSUB', keys.userChannel(promotionId, 'carol'))) as [string, number])[1] === 1 || undefined, 5000, 'the feed to subscribe');
     socket.ws.pause(); // the client reads nothing more: the server's sends queue up behind the kernel buffers
     const pipeline = redis.pipeline();
     for (let i = 0; i < 20_000; i++) {
       const requestId = `${promotionId}.${i.toString(16).padStart(32, '0')}`;
-      pipeline.publish(keys.userChannel('carol'), encodeIssuance({ requestId, promotionId, userId: 'carol', status: 'FAILED', requestedAt: new Date(), coupon: null, failureReason: 'x'.repeat(2000) }));
+      pipeline.spublish(keys.userChannel(promotionId, 'carol'), encodeIssuance({ requestId, promotionId, userId: 'carol', status: 'FAILED', requestedAt: new Date(), coupon: null, failureReason: 'x'.repeat(2000) }));
     }
     await pipeline.exec();
 
     // Over the bound the server stops the feed (the channel loses its subscriber) and closes the connection.
-    await eventually(async () => ((await redis.call('PUBSUB', 'NUMSUB', keys.userChannel('carol'))) as [string, number])[1] === 0 || undefined, 20_000, 'the feed to stop');
+    await eventually(async () => ((await redis.call('PUBSUB', 'SHARDNUMSUB', keys.userChannel(promotionId, 'carol'))) as [string, number])[1] === 0 || undefined, 20_000, 'the feed to stop');
     socket.ws.resume();
 
     expect((await socket.closed).code).toBe(4503);

@@ -231,12 +231,12 @@ test('When a confirmation reaches a subscribed feed, then the time it was sent i
   const subscriber = createDedicatedRedis(env.redisUrl, 'test-events');
   await connectRedis(subscriber);
   const delivered: number[] = [];
-  const events = new RedisIssuanceEvents(subscriber, keys, (sentAt) => delivered.push(sentAt));
+  const events = new RedisIssuanceEvents(subscriber, keys, async () => [], (sentAt) => delivered.push(sentAt));
   try {
     const received: FeedEvent[] = [];
     const listener: FeedListener = { onFeedEvent: (event) => received.push(event) };
-    await events.watchUser('alice', listener);
     const p = promotionRecord();
+    await events.watchUser('alice', p.id, listener);
     const issuance = {
       requestId: newRequestId(p.id),
       promotionId: p.id,
@@ -247,8 +247,8 @@ test('When a confirmation reaches a subscribed feed, then the time it was sent i
       failureReason: 'test',
     };
     const sentAt = Date.now() - 5;
-    await redis.publish(keys.userChannel('alice'), encodeIssuance(issuance));
-    await redis.publish(keys.userChannel('alice'), encodeIssuance(issuance, sentAt));
+    await redis.spublish(keys.userChannel(p.id, 'alice'), encodeIssuance(issuance));
+    await redis.spublish(keys.userChannel(p.id, 'alice'), encodeIssuance(issuance, sentAt));
     // Published on one connection, in order: once the second is here, the first is too.
     await eventually(async () => (received.length >= 2 ? true : undefined), 5000, 'both messages');
     expect(received).toEqual([
@@ -256,7 +256,7 @@ test('When a confirmation reaches a subscribed feed, then the time it was sent i
       { kind: 'final', issuance },
     ]);
     expect(delivered).toEqual([sentAt]);
-    events.unwatchUser('alice', listener);
+    events.unwatchUser('alice', p.id, listener);
   } finally {
     subscriber.disconnect();
   }

@@ -119,8 +119,8 @@ test('When requests are queued, then they are stored in batches, ISSUED, publish
   const listener = createDedicatedRedis(env.redisUrl, 'test-listener');
   await connectRedis(listener);
   const published: string[] = [];
-  listener.on('message', (_channel: string, message: string) => published.push((JSON.parse(message) as { r: string }).r));
-  await listener.subscribe(...ids.map((_, i) => keys.userChannel(`user-${i}`)));
+  listener.on('smessage', (_channel: string, message: string) => published.push((JSON.parse(message) as { r: string }).r));
+  await listener.ssubscribe(...ids.map((_, i) => keys.userChannel(p.id, `user-${i}`)));
 
   const observed = await startConsumer({ batchSize: 100 });
   await allIssued(p, ids);
@@ -234,8 +234,8 @@ test('When PostgreSQL refuses a request outright, then it ends FAILED with its s
   const listener = createDedicatedRedis(env.redisUrl, 'test-listener');
   await connectRedis(listener);
   const events: { r: string; s: string; f?: string }[] = [];
-  listener.on('message', (_c: string, m: string) => events.push(JSON.parse(m) as { r: string; s: string; f?: string }));
-  await listener.subscribe(keys.userChannel('user-0'));
+  listener.on('smessage', (_c: string, m: string) => events.push(JSON.parse(m) as { r: string; s: string; f?: string }));
+  await listener.ssubscribe(keys.userChannel(orphan.id, 'user-0'));
   expect(await redis.get(keys.promotion(orphan.id).stock)).toBe('4');
 
   const observed = await startConsumer();

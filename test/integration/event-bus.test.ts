@@ -46,7 +46,7 @@ test('When the subscriber connection is down while a request is confirmed, then 
   const keys = new RedisKeys(env.prefix);
   const reservations = new RedisReservationStore(redis, keys);
   const coupons = new PrismaCouponRepository(db);
-  const service = new IssuanceService(reservations, coupons, new PrismaFailureRepository(db), new RedisIssuanceEvents(subscriber, keys));
+  const service = new IssuanceService(reservations, coupons, new PrismaFailureRepository(db), new RedisIssuanceEvents(subscriber, keys, () => redis.smembers(keys.activePromotions())));
   const promotion = promotionRecord({ name: 'gap', totalStock: 3 });
   await new PrismaPromotionRepository(db).create(promotion);
   await reservations.setupPromotion(promotion, 0);

@@ -10,7 +10,7 @@
   ARGV[1] consumer group
   ARGV[2] status TTL, ms
   then 3 values per entry:
-    entryId, channel, message (JSON, published as is)
+    entryId, channel (sharded, in the promotion's slot: SPUBLISH), message (JSON, published as is)
 
   The message holds the status hash's fields under the hash's own names (the table STATUS, put in front by
   scripts.ts from issuance-codec.ts): the hash is written from it, so a request's state is sent once.
@@ -39,7 +39,7 @@ for i = 0, n - 1 do
     end
     redis.call('HSET', statusKey, unpack(fields))
     redis.call('PEXPIRE', statusKey, ttl)
-    redis.call('PUBLISH', ARGV[a + 1], ARGV[a + 2])
+    redis.call('SPUBLISH', ARGV[a + 1], ARGV[a + 2])
   end
   ids[#ids + 1] = ARGV[a]
 end

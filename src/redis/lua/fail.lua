@@ -12,7 +12,7 @@
   ARGV[1] consumer group
   ARGV[2] status TTL, ms
   ARGV[3] entryId
-  ARGV[4] channel
+  ARGV[4] channel (sharded, in the promotion's slot: SPUBLISH)
   ARGV[5] message (published as is)
   ARGV[6] requestId
   ARGV[7] userId
@@ -35,7 +35,7 @@ if state ~= 'ISSUED' and state ~= 'FAILED' then
     STATUS.failureReason, ARGV[9])
   redis.call('PEXPIRE', KEYS[4], ARGV[2])
   redis.call('XADD', KEYS[2], '*', 'r', ARGV[6], 'u', ARGV[7], 't', ARGV[8], 'reason', ARGV[9])
-  redis.call('PUBLISH', ARGV[4], ARGV[5])
+  redis.call('SPUBLISH', ARGV[4], ARGV[5])
   changed = 1
 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
