@@ -197,7 +197,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   );
 
   let consumer: StreamConsumer | null = null;
-  if (reader) {
+  if (runsConsumer) {
     const queue = new RedisStreamQueue(redis, reader, keys, statusTtlMs, new ReplicaWaiter(redis, config.redisWaitReplicas, config.redisWaitTimeoutMs));
     consumer = new StreamConsumer(
       queue,

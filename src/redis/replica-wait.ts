@@ -119,9 +119,8 @@ export class ReplicaWaiter {
   }
 }
 
-/** Replicas connected to the node, from INFO replication (connected_slaves). */
+/** Replicas in sync with the node (INFO replication: `slaveN:...,state=online,...`); one still loading is not. */
 async function connectedReplicas(connection: Redis): Promise<number> {
   const info = await connection.info('replication');
-  const match = /connected_slaves:(\d+)/.exec(info);
-  return match ? Number(match[1]) : 0;
+  return info.split('\n').filter((line) => /^slave\d+:.*state=online/.test(line)).length;
 }
