@@ -98,7 +98,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const metrics = new Metrics(() => readQueueDepth(redis, keys));
   const statusTtlMs = config.statusTtlSeconds * 1000;
   const rates = config.rateLimits;
-  const writes = new ReplicaWaiter(writer, config.redisWaitReplicas, config.redisWaitTimeoutMs);
+  const writes = new ReplicaWaiter(writer, { required: config.redisWaitReplicas, timeoutMs: config.redisWaitTimeoutMs });
   const reservations = new RedisReservationStore(
     writer,
     keys,
@@ -198,7 +198,11 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
 
   let consumer: StreamConsumer | null = null;
   if (runsConsumer) {
-    const queue = new RedisStreamQueue(redis, reader, keys, statusTtlMs, new ReplicaWaiter(redis, config.redisWaitReplicas, config.redisWaitTimeoutMs));
+    const queue = new RedisStreamQueue(redis, reader, keys, statusTtlMs, new ReplicaWaiter(redis, {
+      required: config.redisWaitReplicas,
+      timeoutMs: config.redisWaitTimeoutMs,
+      oneIfAny: true, // even with REDIS_WAIT_REPLICAS=0: no failover may leave PostgreSQL ahead of Redis
+    }));
     consumer = new StreamConsumer(
       queue,
       couponRepository,

@@ -3,19 +3,25 @@ import { Cluster, type Redis } from 'ioredis';
 import { UnavailableError } from '../domain/errors';
 
 /**
- * REDIS_WAIT_REPLICAS: a write is acknowledged only once that many replicas hold it (Redis WAIT), so a failover
- * cannot lose what a client was told. WAIT cannot run inside a script, and it covers the writes made on the
- * connection it is sent on: it must follow the write on the very connection (the node's, in a cluster) that
- * carried it. The writes answered in one turn of the event loop share one WAIT per connection.
+ * Redis WAIT: a write counts only once replicas hold it, so a failover cannot take it back. WAIT cannot run
+ * inside a script, and it covers the writes made on the connection it is sent on: it must follow the write on
+ * the very connection (the node's, in a cluster) that carried it. The writes answered in one turn of the event
+ * loop share one WAIT per connection.
  *
  * Use: take a route before sending the write (route(key)), then confirm(route) once it answered. A route whose
  * connection changed meanwhile (a reconnect, a failover, a MOVED to another node) cannot be confirmed: WAIT on
  * a connection that did not carry the write would prove nothing, so the write is reported unconfirmed.
  *
- * A node whose last WAIT fell short (a master without a replica, such as a promoted one) is looked at with
+ * How many replicas: `required` (REDIS_WAIT_REPLICAS) when above 0. Else, with `oneIfAny`, one replica when the
+ * node has one in sync and none when it has none: what the consumer needs before storing, so PostgreSQL never
+ * holds a coupon whose reservation a promoted replica does not know (a node without a replica cannot be
+ * replaced by a stale one). Else none: nothing waits.
+ *
+ * A node whose last WAIT fell short (a master left without a replica, such as a promoted one) is looked at with
  * INFO replication before each write until a replica is back: reservations are refused without being made.
  */
 
+/** How long a node's count of replicas in sync is trusted. */
 const INFO_FRESH_MS = 200;
 
 export interface Route {
@@ -25,12 +31,21 @@ export interface Route {
 }
 
 interface NodeState {
+  /** Counts the connection's reconnects: a new socket carries none of the writes of the old one. */
   generation: number;
-  /** The WAIT every confirmation of this turn joins, sent once the turn's replies are in. */
-  batch: Promise<number> | null;
-  /** Set when a WAIT fell short: the replicas the node says it has, and when it said so. */
-  shortSince: number | null;
+  /** The WAIT every confirmation of this turn joins (per replica count), sent once the turn's replies are in. */
+  batches: Map<number, Promise<number>>;
+  /** Set when a WAIT fell short, cleared by one that did not. */
+  short: boolean;
   replicasSeen: { at: number; count: Promise<number> } | null;
+}
+
+export interface ReplicaWaitOptions {
+  /** REDIS_WAIT_REPLICAS. */
+  required: number;
+  timeoutMs: number;
+  /** With required 0: still wait for one replica when the node has one in sync (see above). */
+  oneIfAny?: boolean;
 }
 
 export class ReplicaWaiter {
@@ -38,12 +53,12 @@ export class ReplicaWaiter {
 
   constructor(
     private readonly redis: Redis | Cluster,
-    readonly replicas: number,
-    private readonly timeoutMs: number,
+    private readonly options: ReplicaWaitOptions,
   ) {}
 
+  /** Whether confirm() may wait at all. */
   get enabled(): boolean {
-    return this.replicas > 0;
+    return this.options.required > 0 || this.options.oneIfAny === true;
   }
 
   /** The connection a write to `key` is about to go through; null when none is connected yet. */
@@ -53,57 +68,72 @@ export class ReplicaWaiter {
     return { key, connection, generation: this.state(connection).generation };
   }
 
+  /** How many replicas a write on this route must reach: see the options. */
+  async needed(route: Route | null): Promise<number> {
+    const { required, oneIfAny } = this.options;
+    if (required > 0) return required;
+    if (!oneIfAny || !route) return 0;
+    return Math.min(1, await this.replicasInSync(route.connection));
+  }
+
   /**
    * Throws UnavailableError, without anything written, when the node's last WAIT fell short and it still has
-   * fewer replicas than required (a master promoted by a failover, whose own replica is gone).
+   * fewer replicas in sync than required (a master promoted by a failover, whose own replica is gone).
    */
   async ensureReplicas(route: Route | null): Promise<void> {
-    if (!route) return;
-    const state = this.state(route.connection);
-    if (state.shortSince === null) return;
-    const now = Date.now();
-    if (!state.replicasSeen || now - state.replicasSeen.at > INFO_FRESH_MS) {
-      state.replicasSeen = { at: now, count: connectedReplicas(route.connection).catch(() => 0) };
+    if (!route || !this.state(route.connection).short) return;
+    if ((await this.replicasInSync(route.connection)) < this.options.required) {
+      throw this.unavailable('the Redis master holding this promotion has no replica in sync to confirm writes');
     }
-    if ((await state.replicasSeen.count) < this.replicas) throw this.unavailable('the Redis master holding this promotion has no replica to confirm writes');
   }
 
   /** Resolves once `replicas` replicas hold every write the route's connection carried; else UnavailableError. */
-  async confirm(route: Route | null): Promise<void> {
+  async confirm(route: Route | null, replicas = this.options.required): Promise<void> {
+    if (replicas <= 0) return;
     if (!route) throw this.unavailable('no Redis connection to confirm the write on');
     const state = this.state(route.connection);
     // A reconnect, or a MOVED that sent the write to another node (the slot map changed): not provable here.
     if (state.generation !== route.generation || this.connectionFor(route.key) !== route.connection) {
       throw this.unavailable('the Redis connection changed before the write was confirmed');
     }
-    state.batch ??= new Promise<number>((resolve, reject) => {
-      // Every reply read in this turn joins: their writes precede this WAIT on the connection.
-      setImmediate(() => {
-        state.batch = null;
-        (route.connection.call('WAIT', this.replicas, this.timeoutMs) as Promise<number>).then(resolve, reject);
+    let batch = state.batches.get(replicas);
+    if (!batch) {
+      batch = new Promise<number>((resolve, reject) => {
+        // Every reply read in this turn joins: their writes precede this WAIT on the connection.
+        setImmediate(() => {
+          state.batches.delete(replicas);
+          (route.connection.call('WAIT', replicas, this.options.timeoutMs) as Promise<number>).then(resolve, reject);
+        });
       });
-    });
-    const acknowledged = await state.batch.catch(() => -1);
-    if (acknowledged >= this.replicas) {
-      state.shortSince = null;
-      return;
+      state.batches.set(replicas, batch);
     }
-    state.shortSince ??= Date.now();
-    throw this.unavailable(`${Math.max(0, acknowledged)} of ${this.replicas} Redis replicas confirmed the write in ${this.timeoutMs} ms`);
+    const acknowledged = await batch.catch(() => -1);
+    state.short = acknowledged < replicas;
+    if (!state.short) return;
+    state.replicasSeen = null; // look again before the next write
+    throw this.unavailable(`${Math.max(0, acknowledged)} of ${replicas} Redis replicas confirmed the write in ${this.options.timeoutMs} ms`);
   }
 
   private unavailable(message: string): UnavailableError {
-    return new UnavailableError(message, Math.max(100, this.timeoutMs * 5));
+    return new UnavailableError(message, Math.max(100, this.options.timeoutMs * 5));
+  }
+
+  private replicasInSync(connection: Redis): Promise<number> {
+    const state = this.state(connection);
+    const now = Date.now();
+    if (!state.replicasSeen || now - state.replicasSeen.at > INFO_FRESH_MS) {
+      state.replicasSeen = { at: now, count: onlineReplicas(connection).catch(() => 0) };
+    }
+    return state.replicasSeen.count;
   }
 
   private state(connection: Redis): NodeState {
     let state = this.nodes.get(connection);
     if (!state) {
-      state = { generation: 0, batch: null, shortSince: null, replicasSeen: null };
-      const counted = state;
-      // A new socket carries none of the writes of the old one.
-      connection.on('close', () => counted.generation++);
-      this.nodes.set(connection, state);
+      const created: NodeState = { generation: 0, batches: new Map(), short: false, replicasSeen: null };
+      connection.on('close', () => created.generation++);
+      this.nodes.set(connection, created);
+      state = created;
     }
     return state;
   }
@@ -120,7 +150,7 @@ export class ReplicaWaiter {
 }
 
 /** Replicas in sync with the node (INFO replication: `slaveN:...,state=online,...`); one still loading is not. */
-async function connectedReplicas(connection: Redis): Promise<number> {
+async function onlineReplicas(connection: Redis): Promise<number> {
   const info = await connection.info('replication');
   return info.split('\n').filter((line) => /^slave\d+:.*state=online/.test(line)).length;
 }

@@ -47,7 +47,7 @@ export class RedisStreamQueue {
     private readonly reader: ScriptedRedis | null,
     private readonly keys: RedisKeys,
     private readonly statusTtlMs: number,
-    /** REDIS_WAIT_REPLICAS: entries are stored only once replicas hold them (awaitReplicas). */
+    /** Entries are stored only once replicas hold them (awaitReplicas); null: never waits. */
     private readonly replicas: ReplicaWaiter | null = null,
   ) {
     this.scripts = new ConsumerScripts(redis);
@@ -128,16 +128,19 @@ export class RedisStreamQueue {
   }
 
   /**
-   * With REDIS_WAIT_REPLICAS, resolves once the replicas hold these entries (and everything written before them
-   * on their master), so PostgreSQL never stores a coupon that a promoted replica would not know was reserved.
+   * Resolves once a replica holds these entries (and everything written before them on their master), so
+   * PostgreSQL never stores a coupon that a promoted replica would not know was reserved, and sell again:
+   * REDIS_WAIT_REPLICAS replicas, or with 0, one when the master has one in sync (replica-wait.ts).
    * A write to the slot (the entries' idle time reset, XCLAIM JUSTID) on the connection, then WAIT on it.
    * Throws UnavailableError when they do not confirm in time: the entries stay pending, tried again later.
    */
   async awaitReplicas(promotionId: string, consumer: string, entryIds: string[]): Promise<void> {
     if (!this.replicas?.enabled || entryIds.length === 0) return;
     const route = this.replicas.route(this.keys.promotion(promotionId).stream);
+    const replicas = await this.replicas.needed(route);
+    if (replicas === 0) return;
     await this.keepClaimed(promotionId, consumer, entryIds);
-    await this.replicas.confirm(route);
+    await this.replicas.confirm(route, replicas);
   }
 
   /** The group's consumers on one promotion's stream; empty when the stream or group is missing. */
