@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cluster, Redis, type ClusterOptions } from 'ioredis';
+import { Cluster, type ClusterOptions } from 'ioredis';
+import { failed, fields, freePort, GaveUp, HOST, parseClusterNodes, settlesWithin, text, waitFor, type ClusterNode } from './redis-cluster-probe';
 
 /**
  * A real 6-node Redis Cluster (3 masters, 3 replicas) on loopback for one test file: separate `redis-server`
@@ -11,11 +11,8 @@ import { Cluster, Redis, type ClusterOptions } from 'ioredis';
  * for the failover, restart it and watch it rejoin. Every wait is bounded and fails with the cluster's own view.
  */
 
-const HOST = '127.0.0.1';
 const NODE_COUNT = 6;
-const BUS_PORT_OFFSET = 10_000; // Redis's default cluster bus port is the client port + 10000
 const START_TIMEOUT_MS = 15_000;
-const POLL_MS = 50;
 const OUTPUT_LIMIT = 16 * 1024; // enough of each node's log to explain a failure
 
 export interface RedisClusterOptions {
@@ -42,7 +39,7 @@ export interface RedisClusterHandle {
   restart(port: number): Promise<void>;
   /** Resolves with the port now serving the dead master's slots, once the cluster is ok again. */
   waitForFailover(deadMasterPort: number, timeoutMs: number): Promise<number>;
-  /** Resolves with the port of a replica in sync with that master. */
+  /** Resolves with the port of a replica in sync with that master, once every node knows it as its replica. */
   waitForReplica(masterPort: number, timeoutMs: number): Promise<number>;
   /** Runs at stop(), before the nodes are killed (clients to close). */
   onStop(cleanup: () => void | Promise<void>): void;
@@ -56,124 +53,6 @@ interface Node {
   child: ChildProcess | null;
   exited: Promise<void>;
   output: string;
-}
-
-/** One CLUSTER NODES line. */
-interface ClusterNode {
-  id: string;
-  port: number;
-  flags: string[];
-  masterId: string | null;
-  slots: [number, number][];
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `check` until it returns a value (not undefined); rejects after timeoutMs with `describe()`. */
-async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>, describe: () => Promise<string>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      lastError = error; // a node still starting or just killed: keep polling until the deadline
-    }
-    if (Date.now() >= deadline) break;
-    await sleep(POLL_MS);
-  }
-  const detail = await describe().catch((error: unknown) => `(no diagnostic: ${String(error)})`);
-  const cause = lastError ? `\nlast error: ${String(lastError)}` : '';
-  throw new Error(`Redis Cluster: timed out after ${timeoutMs} ms waiting for ${what}${cause}\n${detail}`);
-}
-
-function listenOnce(port: number): Promise<number | null> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(null));
-    server.listen(port, HOST, () => {
-      const address = server.address();
-      const bound = typeof address === 'object' && address ? address.port : null;
-      server.close(() => resolve(bound));
-    });
-  });
-}
-
-/** A port the OS reports free whose bus port (+10000) is free too. Another process may still take it: start retries. */
-async function freePort(taken: Set<number>): Promise<number> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const port = await listenOnce(0);
-    if (port === null || taken.has(port) || port + BUS_PORT_OFFSET > 65_535) continue;
-    taken.add(port); // before the next await: parallel calls must not pick it too
-    if ((await listenOnce(port + BUS_PORT_OFFSET)) !== null) return port;
-  }
-  throw new Error('Redis Cluster: found no free port pair (port and port+10000) on 127.0.0.1');
-}
-
-/** One command on a short-lived connection: never retried, never queued, so a dead node fails fast. */
-async function command(port: number, ...args: (string | number)[]): Promise<unknown> {
-  const redis = new Redis({
-    host: HOST,
-    port,
-    lazyConnect: true,
-    connectTimeout: 1000,
-    commandTimeout: 2000,
-    maxRetriesPerRequest: 0,
-    enableOfflineQueue: false,
-    enableReadyCheck: false,
-    retryStrategy: () => null,
-  });
-  redis.on('error', () => undefined); // the awaited command reports it
-  try {
-    await redis.connect();
-    return await redis.call(String(args[0]), ...args.slice(1));
-  } finally {
-    redis.disconnect();
-  }
-}
-
-async function text(port: number, ...args: (string | number)[]): Promise<string> {
-  return String(await command(port, ...args));
-}
-
-/** "key:value" lines of INFO or CLUSTER INFO. */
-function fields(info: string): Map<string, string> {
-  const map = new Map<string, string>();
-  for (const line of info.split('\r\n')) {
-    const colon = line.indexOf(':');
-    if (colon > 0) map.set(line.slice(0, colon), line.slice(colon + 1));
-  }
-  return map;
-}
-
-function parseClusterNodes(raw: string): ClusterNode[] {
-  return raw
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => {
-      const [id = '', address = '', flags = '', master = '-', , , , , ...slots] = line.trim().split(' ');
-      return {
-        id,
-        // ip:port@busport[,hostname]
-        port: Number(/:(\d+)@/.exec(address)?.[1] ?? 0),
-        flags: flags.split(','),
-        masterId: master === '-' ? null : master,
-        slots: slots
-          .filter((s) => !s.startsWith('[')) // [slot->-id] importing/migrating markers
-          .map((s): [number, number] => {
-            const [from, to = from] = s.split('-').map(Number) as [number, number?];
-            return [from, to];
-          }),
-      };
-    });
-}
-
-function failed(node: ClusterNode): boolean {
-  return node.flags.includes('fail') || node.flags.includes('fail?');
 }
 
 export async function startRedisCluster(options: RedisClusterOptions = {}): Promise<RedisClusterHandle> {
@@ -200,7 +79,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     '--repl-diskless-sync-delay', '0', // the default waits 5 s for more replicas before a full sync
   ];
 
-  const spawnNode = (node: Node): void => {
+  const spawnNode = (node: Node): ChildProcess => {
     const child = spawn('redis-server', serverArgs(node), { stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (chunk: Buffer) => (node.output = (node.output + chunk.toString()).slice(-OUTPUT_LIMIT));
     child.stdout?.on('data', keep);
@@ -218,6 +97,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
         resolve();
       });
     });
+    return child;
   };
 
   const output = (): string =>
@@ -225,18 +105,20 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
 
   const live = (): Node[] => [...nodes.values()].filter((n) => n.child);
 
-  /** CLUSTER NODES from the first live node that answers. */
-  const clusterView = async (): Promise<ClusterNode[]> => {
-    let lastError: unknown = new Error('no live node');
+  /** A command on the first live node that answers (one may be stopped, or just killed). */
+  const askAny = async (...args: (string | number)[]): Promise<string> => {
+    let lastError: unknown = new Error('Redis Cluster: no live node');
     for (const node of live()) {
       try {
-        return parseClusterNodes(await text(node.port, 'CLUSTER', 'NODES'));
+        return await text(node.port, ...args);
       } catch (error) {
         lastError = error;
       }
     }
     throw lastError;
   };
+
+  const clusterView = async (): Promise<ClusterNode[]> => parseClusterNodes(await askAny('CLUSTER', 'NODES'));
 
   const diagnostic = async (): Promise<string> => {
     const views = await Promise.all(
@@ -257,17 +139,24 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
       `node ${node.port} to answer PING`,
       timeoutMs,
       async () => {
-        if (!node.child) throw new Error(`node ${node.port} exited`);
+        if (!node.child) throw new GaveUp(`node ${node.port} exited:\n${node.output.trim()}`);
         return (await text(node.port, 'PING')) === 'PONG' ? true : undefined;
       },
       async () => output(),
     );
 
-  /** The cluster is formed: every live node says ok with all slots, and each slot-owning master has an online replica. */
+  /**
+   * The cluster is formed: every live node says ok with all slots, and knows every node as either a master with
+   * slots or a replica of one (gossip lags INFO: a replica may sync before the others learn whose it is); and
+   * each master has a replica online.
+   */
   const healthy = async (): Promise<true | undefined> => {
     for (const node of live()) {
       const info = fields(await text(node.port, 'CLUSTER', 'INFO'));
       if (info.get('cluster_state') !== 'ok' || info.get('cluster_slots_ok') !== '16384') return undefined;
+      const view = parseClusterNodes(await text(node.port, 'CLUSTER', 'NODES'));
+      const placed = (n: ClusterNode) => !failed(n) && (n.slots.length > 0 ? n.flags.includes('master') : n.masterId !== null);
+      if (view.length !== nodes.size || !view.every(placed)) return undefined;
     }
     for (const port of await mastersNow()) {
       if ((await syncedReplica(port)) === undefined) return undefined;
@@ -303,9 +192,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     ports: [],
 
     async masterForKey(key) {
-      const node = live()[0];
-      if (!node) throw new Error('Redis Cluster: no live node');
-      const slot = Number(await command(node.port, 'CLUSTER', 'KEYSLOT', key));
+      const slot = Number(await askAny('CLUSTER', 'KEYSLOT', key));
       const owner = (await clusterView()).find((n) => n.flags.includes('master') && n.slots.some(([a, b]) => slot >= a && slot <= b));
       if (!owner) throw new Error(`Redis Cluster: no master owns slot ${slot} (key ${key})\n${await diagnostic()}`);
       return owner.port;
@@ -323,18 +210,24 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     async kill(port, signal = 'SIGKILL') {
       const node = nodes.get(port);
       if (!node) throw new Error(`Redis Cluster: ${port} is not one of this cluster's nodes`);
-      if (!node.child) return;
-      const self = parseClusterNodes(await text(port, 'CLUSTER', 'NODES').catch(() => '')).find((n) => n.flags.includes('myself'));
+      const child = node.child;
+      if (!child) return;
+      const self = (await clusterView().catch(() => [])).find((n) => n.port === port);
       if (self?.flags.includes('master') && self.slots.length) slotsAtKill.set(port, self.slots);
-      node.child.kill(signal);
-      await node.exited;
+      child.kill(signal);
+      // Bounded: a signal that does not end the process (SIGSTOP, SIGHUP) must not hang the test.
+      if (!(await settlesWithin(node.exited, 5000))) {
+        throw new Error(`Redis Cluster: node ${port} (pid ${child.pid}) did not exit within 5 s of ${signal}`);
+      }
     },
 
     async restart(port) {
       const node = nodes.get(port);
       if (!node) throw new Error(`Redis Cluster: ${port} is not one of this cluster's nodes`);
       if (node.child) throw new Error(`Redis Cluster: node ${port} is still running (pid ${node.child.pid})`);
-      spawnNode(node);
+      const child = spawnNode(node);
+      const entry = handle.nodes.find((n) => n.port === port);
+      if (entry) entry.pid = child.pid ?? 0;
       await pingable(node, 5000);
     },
 
@@ -347,9 +240,11 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
         timeoutMs,
         async () => {
           let promoted: number | undefined;
-          // Every live node must be ok and agree on the new owner, not just the one that won the election.
+          // Every answering node must be ok and agree on the new owner, not just the one that won the election.
+          // A node that does not answer (the dead master itself, if it was only stopped) has no say.
           for (const node of live()) {
-            const info = fields(await text(node.port, 'CLUSTER', 'INFO'));
+            const info = await text(node.port, 'CLUSTER', 'INFO').then(fields, () => null);
+            if (!info) continue;
             if (info.get('cluster_state') !== 'ok') return undefined;
             const owner = parseClusterNodes(await text(node.port, 'CLUSTER', 'NODES')).find(
               (n) => n.flags.includes('master') && !failed(n) && n.slots.some(([a, b]) => slot >= a && slot <= b),
@@ -365,7 +260,23 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     },
 
     waitForReplica(masterPort, timeoutMs) {
-      return waitFor(`a replica in sync with master ${masterPort}`, timeoutMs, () => syncedReplica(masterPort), diagnostic);
+      return waitFor(
+        `a replica in sync with master ${masterPort}, known as such by every node`,
+        timeoutMs,
+        async () => {
+          const replica = await syncedReplica(masterPort);
+          if (replica === undefined) return undefined;
+          // A restarted node first claims its old role from nodes.conf; wait until gossip has told everyone.
+          for (const node of live()) {
+            const view = parseClusterNodes(await text(node.port, 'CLUSTER', 'NODES'));
+            const master = view.find((n) => n.port === masterPort);
+            const known = view.find((n) => n.port === replica);
+            if (!master || known?.masterId !== master.id || failed(known)) return undefined;
+          }
+          return replica;
+        },
+        diagnostic,
+      );
     },
 
     onStop(cleanup) {
@@ -375,7 +286,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     async stop() {
       if (stopped) return;
       stopped = true;
-      process.off('exit', killAllNow);
+      process.off('exit', onExit);
       for (const cleanup of cleanups.splice(0)) await Promise.resolve(cleanup()).catch(() => undefined);
       killAllNow();
       await Promise.all([...nodes.values()].map((n) => n.exited));
@@ -383,11 +294,15 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     },
   };
 
-  // Synchronous, by PID: also runs if the test process exits without calling stop(), so no node outlives it.
+  // Synchronous, by PID, so it can also run as the test process exits without stop(): no node outlives it.
   function killAllNow(): void {
     for (const node of nodes.values()) node.child?.kill('SIGKILL');
   }
-  process.on('exit', killAllNow);
+  const onExit = (): void => {
+    killAllNow();
+    for (const node of nodes.values()) rmSync(node.dir, { recursive: true, force: true });
+  };
+  process.on('exit', onExit);
 
   try {
     const taken = new Set<number>();
@@ -408,7 +323,11 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
         }
       }
     };
-    const started = await Promise.all(Array.from({ length: NODE_COUNT }, startNode));
+    // allSettled: on a failure, stop() must not run while another node is still being started.
+    const results = await Promise.allSettled(Array.from({ length: NODE_COUNT }, startNode));
+    const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failure) throw failure.reason;
+    const started = results.map((r) => (r as PromiseFulfilledResult<Node>).value);
 
     handle.ports = started.map((n) => n.port);
     handle.nodes = started.map((n) => ({ port: n.port, pid: n.child?.pid ?? 0 }));
