@@ -48,8 +48,9 @@ function clusterOptions(connectionName: string, redisOptions: RedisOptions, extr
     retryDelayOnClusterDown: 100,
     retryDelayOnTryAgain: 100,
     maxRedirections: 16,
-    // A node that comes back (a restarted replica) is reconnected instead of waiting for a MOVED to find it.
-    clusterNodeRetryStrategy: (times: number) => Math.min(100 * times, 2000),
+    // A node connection that drops is not reconnected (the ioredis default): commands for its slots go to
+    // another node, whose MOVED (or a refresh) leads to the promoted replica. Reconnecting instead would hold
+    // them in the dead node's queue until the command timeout.
     ...extra,
   };
 }

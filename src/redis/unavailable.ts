@@ -6,7 +6,7 @@ const RETRY_AFTER_MS = 1000;
 /** Replies of a node that cannot take the command now: a cluster between topologies, a node loading or demoted. */
 const TRANSIENT_REPLY = /^(CLUSTERDOWN|TRYAGAIN|MOVED|ASK|LOADING|READONLY|MASTERDOWN|NOREPLICAS)\b/;
 /** The client's own errors when a node is unreachable (ioredis messages). */
-const UNREACHABLE = /Connection is closed|Command timed out|Stream isn't writeable|Reached the max retries|Failed to refresh slots cache|Cluster isn't ready|Cluster is ended|None of startup nodes is available|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE/;
+const UNREACHABLE = /Connection is closed|Too many Cluster redirections|Command timed out|Stream isn't writeable|Reached the max retries|Failed to refresh slots cache|Cluster isn't ready|Cluster is ended|None of startup nodes is available|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE/;
 
 /**
  * A write that failed because Redis was unreachable or failing over becomes SERVICE_UNAVAILABLE with a retry
