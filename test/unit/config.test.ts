@@ -55,7 +55,22 @@ describe('config', () => {
     expect(loadConfig({ NODE_ENV: 'production', JWT_JWKS_URL: 'https://id.example/jwks' }).jwt.jwksUrl).toBe('https://id.example/jwks');
   });
 
+  test('When REDIS_CLUSTER_NODES is set, then its seed nodes are read; unset, the single node of REDIS_URL is used', () => {
+    const clustered = loadConfig({ REDIS_CLUSTER_NODES: 'redis-1:6379,10.0.0.2:7000', REDIS_WAIT_REPLICAS: '1', REDIS_WAIT_TIMEOUT_MS: '250' });
+    expect(clustered.redisClusterNodes).toEqual([
+      { host: 'redis-1', port: 6379 },
+      { host: '10.0.0.2', port: 7000 },
+    ]);
+    expect([clustered.redisWaitReplicas, clustered.redisWaitTimeoutMs]).toEqual([1, 250]);
+    const single = loadConfig({});
+    expect([single.redisClusterNodes, single.redisWaitReplicas, single.redisWaitTimeoutMs]).toEqual([null, 0, 100]);
+  });
+
   test.each([
+    [{ REDIS_CLUSTER_NODES: 'redis-1' }, 'REDIS_CLUSTER_NODES'],
+    [{ REDIS_CLUSTER_NODES: 'redis-1:6379,' }, 'REDIS_CLUSTER_NODES'],
+    [{ REDIS_WAIT_REPLICAS: '-1' }, 'REDIS_WAIT_REPLICAS'],
+    [{ REDIS_WAIT_TIMEOUT_MS: '0' }, 'REDIS_WAIT_TIMEOUT_MS'],
     [{ PORT: 'abc' }, 'PORT'],
     [{ PORT: '70000' }, 'PORT'],
     [{ ROLE: 'worker' }, 'ROLE'],
