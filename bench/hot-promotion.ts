@@ -15,7 +15,7 @@
  * only the keys under its own prefix. Each phase is bounded (warm-up + duration).
  *
  *   npm run bench:hot -- [--drivers 1,2,4] [--duration S] [--warmup S] [--in-flight N] [--wait]
- *                        [--redis-url URL] [--redis-server PATH] [--write]
+ *                        [--no-rate-limits] [--redis-url URL] [--redis-server PATH] [--write]
  *
  * Prints a markdown table; --write also writes it to bench/results/hot-promotion-latest.md.
  */
@@ -73,26 +73,29 @@ const USAGE = `usage: npm run bench:hot -- [flags]
   --no-rate-limits   without the in-script per-user bucket (what it costs)
   --write            also write the report to bench/results/hot-promotion-latest.md`;
 
+/** A wrong flag: its message (with the usage) is all there is to show. */
+class UsageError extends Error {}
+
 function parseArgs(argv: string[]): Options {
   const flags = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
-    if (arg === '--help' || arg === '-h') throw new Error(USAGE);
+    if (arg === '--help' || arg === '-h') throw new UsageError(USAGE);
     if (arg === '--wait' || arg === '--write' || arg === '--no-rate-limits') flags.set(arg, '1');
     else if (arg.startsWith('--')) flags.set(arg, argv[++i] ?? '');
-    else throw new Error(`unexpected argument ${arg}\n${USAGE}`);
+    else throw new UsageError(`unexpected argument ${arg}\n${USAGE}`);
   }
   const known = ['--drivers', '--duration', '--warmup', '--in-flight', '--wait', '--redis-url', '--redis-server', '--write', '--no-rate-limits'];
-  for (const flag of flags.keys()) if (!known.includes(flag)) throw new Error(`unknown option ${flag}\n${USAGE}`);
+  for (const flag of flags.keys()) if (!known.includes(flag)) throw new UsageError(`unknown option ${flag}\n${USAGE}`);
   const number = (flag: string, fallback: number, min: number, max: number, integer: boolean) => {
     const raw = flags.get(flag);
     if (raw === undefined) return fallback;
     const n = Number(raw);
-    if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) throw new Error(`invalid ${flag}: ${raw}\n${USAGE}`);
+    if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) throw new UsageError(`invalid ${flag}: ${raw}\n${USAGE}`);
     return n;
   };
   const drivers = (flags.get('--drivers') ?? '1,2,4').split(',').map(Number);
-  if (drivers.some((n) => !Number.isInteger(n) || n < 1 || n > 32)) throw new Error(`invalid --drivers\n${USAGE}`);
+  if (drivers.some((n) => !Number.isInteger(n) || n < 1 || n > 32)) throw new UsageError(`invalid --drivers\n${USAGE}`);
   const options: Options = {
     drivers,
     duration: number('--duration', 5, 1, 60, false),
@@ -104,7 +107,7 @@ function parseArgs(argv: string[]): Options {
     write: flags.has('--write'),
     rateLimits: !flags.has('--no-rate-limits'),
   };
-  if (options.wait && options.redisUrl) throw new Error(`--wait starts a replica of the bench's own server: not with --redis-url\n${USAGE}`);
+  if (options.wait && options.redisUrl) throw new UsageError(`--wait starts a replica of the bench's own server: not with --redis-url\n${USAGE}`);
   return options;
 }
 
@@ -430,7 +433,7 @@ if (driverConfig) {
   });
 } else {
   main().catch((error: unknown) => {
-    log(String(error instanceof Error ? error.stack : error));
+    log(String(error instanceof UsageError ? error.message : error instanceof Error ? error.stack : error));
     process.exit(1);
   });
 }
