@@ -21,8 +21,8 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { newPromotionId, newRequestId } from '../src/domain/identifiers';
@@ -230,9 +230,14 @@ async function scriptUs(redis: NodeRedis): Promise<number> {
   return usec;
 }
 
-async function startRedisServer(binary: string, args: string[], children: ChildProcess[]): Promise<{ url: string; child: ChildProcess }> {
+/**
+ * A redis-server without persistence. Its files (the RDB a replica's full sync writes even so) go to `dir`,
+ * a scratch folder the caller removes.
+ */
+async function startRedisServer(binary: string, dir: string, args: string[], children: ChildProcess[]): Promise<{ url: string; child: ChildProcess }> {
   const port = await freePort();
-  const child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args], { stdio: 'ignore' });
+  const options = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--dbfilename', `${port}.rdb`];
+  const child = spawn(binary, [...options, ...args], { stdio: 'ignore' });
   children.push(child);
   const url = `redis://127.0.0.1:${port}`;
   const probe = createRedis(url, 'bench-hot-probe');
@@ -365,17 +370,18 @@ async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
   const children: ChildProcess[] = [];
   const prefix = `bench-hot:${randomBytes(4).toString('hex')}:`;
+  const dir = mkdtempSync(join(tmpdir(), 'bench-hot-'));
   let redis: NodeRedis | null = null;
   try {
     let redisUrl = options.redisUrl;
     let replicaUrl: string | null = null;
     if (!redisUrl) {
-      redisUrl = (await startRedisServer(options.redisServer, [], children)).url;
+      redisUrl = (await startRedisServer(options.redisServer, dir, [], children)).url;
       log(`started redis-server at ${redisUrl}`);
     }
     const master = new URL(redisUrl);
     if (options.wait) {
-      replicaUrl = (await startRedisServer(options.redisServer, ['--replicaof', master.hostname, master.port], children)).url;
+      replicaUrl = (await startRedisServer(options.redisServer, dir, ['--replicaof', master.hostname, master.port], children)).url;
       log(`started a replica at ${replicaUrl}`);
     }
     redis = createRedis(redisUrl, 'bench-hot');
@@ -422,6 +428,7 @@ async function main(): Promise<void> {
         await new Promise((resolve) => child.once('exit', resolve));
       }
     }
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
