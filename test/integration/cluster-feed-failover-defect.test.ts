@@ -1,3 +1,4 @@
+import type { Cluster } from 'ioredis';
 import { createDb, type Db } from '../../src/db/client';
 import { PrismaCouponRepository } from '../../src/db/coupon-repository';
 import { PrismaFailureRepository } from '../../src/db/failure-repository';
@@ -71,7 +72,7 @@ test('DEFECT: a couponIssued(requestId) feed on a promotion whose master fails o
   expect(requestId).toEqual(expect.any(String));
   // The reservation is on the replica too, so the promoted one still holds it QUEUED.
   const victim = await cluster.masterForKey(keys.promotion(promotion.id).stock);
-  const node = redis.nodes('master').find((n) => n.options.port === victim);
+  const node = (redis as Cluster).nodes('master').find((n) => n.options.port === victim);
   expect(await node?.call('WAIT', 1, 2000)).toBe(1);
 
   const feed = (await service.watch(alice, { requestId: requestId as string }))[Symbol.asyncIterator]();
