@@ -14,10 +14,10 @@ import { startRedisCluster, type RedisClusterHandle } from '../helpers/redis-clu
 /**
  * DEFECT (REDIS_WAIT_REPLICAS with a cluster being resharded): while a promotion's slot migrates, a write whose
  * keys have all moved (an admin write: raiseTotalStock, endPromotion) is redirected with ASK and runs on the
- * importing node. (A reservation always touches keys that do not exist yet, so it gets TRYAGAIN instead.) ioredis does not change
- * its slot map for an ASK, so ReplicaWaiter still routes the key to the migrating node and sends WAIT there: on
- * a connection that did not carry the write. That WAIT answers at once (the connection's own writes are
- * replicated), and the write is acknowledged although the only replica of the node holding it is stopped
+ * importing node (a reservation always touches keys that do not exist yet, so it gets TRYAGAIN instead).
+ * ioredis does not change its slot map for an ASK, so ReplicaWaiter still routes the key to the migrating node
+ * and sends WAIT there, to a node that did not carry the write. That WAIT answers at once (the migrating node's
+ * replica is in sync with it), and the write is acknowledged although the only replica of the node holding it is stopped
  * (SIGSTOP) and holds nothing: a failover of that node would lose an acknowledged stock change.
  */
 
