@@ -61,7 +61,10 @@ export function createRedis(target: RedisTarget, connectionName: string): Script
   if (typeof target !== 'string') {
     const cluster = new Cluster(target.clusterNodes, clusterOptions(connectionName, commandOptions));
     // Each node connection coalesces its own writes (see coalesceWrites): commands reach nodes through them.
-    cluster.on('+node', (node: Redis) => coalesceWrites(node));
+    cluster.on('+node', (node: Redis) => {
+      coalesceWrites(node);
+      countAskRedirects(cluster, node);
+    });
     return defineScripts(cluster);
   }
   const redis = new Redis(target, { ...commandOptions, connectionName, lazyConnect: true });
@@ -88,6 +91,35 @@ function coalesceWrites(redis: Redis): void {
         corked = null;
         held?.uncork();
       });
+    }
+    return send(...args);
+  };
+}
+
+const askRedirects = new WeakMap<Cluster, Map<number, number>>();
+
+/**
+ * Commands redirected by ASK so far, per slot (a slot being migrated: the command ran on the importing node,
+ * though the client's slot map still names the other one). Whoever must know which node ran a write (a WAIT
+ * after it, see replica-wait.ts) compares the count before and after.
+ */
+export function askRedirectsOf(cluster: Cluster, slot: number): number {
+  return askRedirects.get(cluster)?.get(slot) ?? 0;
+}
+
+/** ioredis sends ASKING on the target node, then the redirected command: counted per slot. */
+function countAskRedirects(cluster: Cluster, node: Redis): void {
+  if (!askRedirects.has(cluster)) askRedirects.set(cluster, new Map());
+  const counts = askRedirects.get(cluster) as Map<number, number>;
+  let asking = false;
+  const send = node.sendCommand.bind(node);
+  node.sendCommand = (...args: Parameters<Redis['sendCommand']>) => {
+    const [command] = args;
+    if (command.name === 'asking') asking = true;
+    else if (asking) {
+      asking = false;
+      const slot = command.getSlot();
+      if (typeof slot === 'number') counts.set(slot, (counts.get(slot) ?? 0) + 1);
     }
     return send(...args);
   };

@@ -1,6 +1,7 @@
 import calculateSlot from 'cluster-key-slot';
 import { Cluster, type Redis } from 'ioredis';
 import { UnavailableError } from '../domain/errors';
+import { askRedirectsOf } from './client';
 
 /**
  * Redis WAIT: a write counts only once replicas hold it, so a failover cannot take it back. WAIT cannot run
@@ -28,6 +29,8 @@ export interface Route {
   key: string;
   connection: Redis;
   generation: number;
+  /** ASK redirections of the key's slot so far (cluster): one more by confirm time, and the write ran elsewhere. */
+  asks: number;
 }
 
 interface NodeState {
@@ -65,7 +68,7 @@ export class ReplicaWaiter {
   route(key: string): Route | null {
     const connection = this.connectionFor(key);
     if (!connection) return null;
-    return { key, connection, generation: this.state(connection).generation };
+    return { key, connection, generation: this.state(connection).generation, asks: this.asks(key) };
   }
 
   /** How many replicas a write on this route must reach: see the options. */
@@ -92,8 +95,9 @@ export class ReplicaWaiter {
     if (replicas <= 0) return;
     if (!route) throw this.unavailable('no Redis connection to confirm the write on');
     const state = this.state(route.connection);
-    // A reconnect, or a MOVED that sent the write to another node (the slot map changed): not provable here.
-    if (state.generation !== route.generation || this.connectionFor(route.key) !== route.connection) {
+    // A reconnect, a MOVED (the slot map changed) or an ASK (a slot being migrated) sent the write elsewhere:
+    // not provable here.
+    if (state.generation !== route.generation || this.connectionFor(route.key) !== route.connection || this.asks(route.key) !== route.asks) {
       throw this.unavailable('the Redis connection changed before the write was confirmed');
     }
     let batch = state.batches.get(replicas);
@@ -136,6 +140,10 @@ export class ReplicaWaiter {
       state = created;
     }
     return state;
+  }
+
+  private asks(key: string): number {
+    return this.redis instanceof Cluster ? askRedirectsOf(this.redis, calculateSlot(key)) : 0;
   }
 
   /** The connection to the master serving `key`'s slot, as the client routes commands now. Single node: the one. */
