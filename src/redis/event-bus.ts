@@ -16,8 +16,8 @@ import type { RedisKeys } from './keys';
  * One subscriber connection per process (per master in a cluster), with channels reference-counted across
  * local listeners. A channel's listeners are kept as the one listener most users have, or a Set past one.
  * Pub/sub keeps nothing for a disconnected subscriber: after a reconnect, a failover or a slot move (ioredis
- * subscribes again by itself), every listener is told of the gap, so a feed waiting for one request reads its
- * state again.
+ * subscribes again by itself), every listener is told of the gap, so a feed reads its request (or the user's
+ * latest one) again.
  */
 export class RedisIssuanceEvents implements IssuanceEvents {
   private readonly listeners = new Map<string, FeedListener | Set<FeedListener>>();
