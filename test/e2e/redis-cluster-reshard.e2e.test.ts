@@ -214,10 +214,11 @@ function errorsLogged(service: ServiceProcess): string {
   const counts = new Map<string, number>();
   for (const line of service.output().split('\n')) {
     if (!/"level":[45]0/.test(line) || line.includes('no state marker')) continue;
-    const entry = JSON.parse(line) as { msg?: string; err?: { message?: string } };
+    const entry = JSON.parse(line) as { msg?: string; err?: { message?: string }; fixed?: { fix: string }[] };
     const message = entry.err?.message ?? '';
     const last = /Last error: ReplyError: (\w+)/.exec(message)?.[1];
-    const what = `${entry.msg}: ${message.split('. Last error')[0]?.slice(0, 80)}${last ? ` (last: ${last})` : ''}`;
+    const detail = entry.fixed ? entry.fixed.map((f) => f.fix).join(', ') : message.split('. Last error')[0]?.slice(0, 80);
+    const what = `${entry.msg}: ${detail}${last ? ` (last: ${last})` : ''}`;
     counts.set(what, (counts.get(what) ?? 0) + 1);
   }
   return counts.size ? [...counts].map(([what, n]) => `${n}× ${what}`).join(', ') : 'none';
