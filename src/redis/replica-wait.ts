@@ -9,8 +9,9 @@ import { UnavailableError } from '../domain/errors';
  * loop share one WAIT per connection.
  *
  * Use: take a route before sending the write (route(key)), then confirm(route) once it answered. A route whose
- * connection changed meanwhile (a reconnect, a failover, a MOVED to another node) cannot be confirmed: WAIT on
- * a connection that did not carry the write would prove nothing, so the write is reported unconfirmed.
+ * connection changed meanwhile (a reconnect, a failover, a MOVED to another node, an ASK while its slot moves)
+ * cannot be confirmed: WAIT on a connection that did not carry the write would prove nothing, so the write is
+ * reported unconfirmed.
  *
  * How many replicas: `required` (REDIS_WAIT_REPLICAS) when above 0. Else, with `oneIfAny`, one replica when the
  * node has one in sync and none when it has none: what the consumer needs before storing, so PostgreSQL never
@@ -28,6 +29,8 @@ export interface Route {
   key: string;
   connection: Redis;
   generation: number;
+  /** ASK redirections seen for the key's slot so far (cluster). */
+  asks: number;
 }
 
 interface NodeState {
@@ -50,11 +53,15 @@ export interface ReplicaWaitOptions {
 
 export class ReplicaWaiter {
   private readonly nodes = new WeakMap<Redis, NodeState>();
+  /** ASK redirections per slot. */
+  private readonly asks = new Map<number, number>();
 
   constructor(
     private readonly redis: Redis | Cluster,
     private readonly options: ReplicaWaitOptions,
-  ) {}
+  ) {
+    if (redis instanceof Cluster) this.countAsks(redis);
+  }
 
   /** Whether confirm() may wait at all. */
   get enabled(): boolean {
@@ -65,7 +72,7 @@ export class ReplicaWaiter {
   route(key: string): Route | null {
     const connection = this.connectionFor(key);
     if (!connection) return null;
-    return { key, connection, generation: this.state(connection).generation };
+    return { key, connection, generation: this.state(connection).generation, asks: this.asks.get(calculateSlot(key)) ?? 0 };
   }
 
   /** How many replicas a write on this route must reach: see the options. */
@@ -92,8 +99,10 @@ export class ReplicaWaiter {
     if (replicas <= 0) return;
     if (!route) throw this.unavailable('no Redis connection to confirm the write on');
     const state = this.state(route.connection);
-    // A reconnect, or a MOVED that sent the write to another node (the slot map changed): not provable here.
-    if (state.generation !== route.generation || this.connectionFor(route.key) !== route.connection) {
+    // A reconnect, a MOVED that sent the write to another node (the slot map changed), or an ASK on its slot
+    // (a slot moving: the write may have run on the new owner, the slot map unchanged): not provable here.
+    const asks = this.asks.get(calculateSlot(route.key)) ?? 0;
+    if (state.generation !== route.generation || this.connectionFor(route.key) !== route.connection || asks !== route.asks) {
       throw this.unavailable('the Redis connection changed before the write was confirmed');
     }
     let batch = state.batches.get(replicas);
@@ -112,6 +121,20 @@ export class ReplicaWaiter {
     if (!state.short) return;
     state.replicasSeen = null; // look again before the next write
     throw this.unavailable(`${Math.max(0, acknowledged)} of ${replicas} Redis replicas confirmed the write in ${this.options.timeoutMs} ms`);
+  }
+
+  /**
+   * ioredis follows ASK by sending the command to the node named, with ASKING, and tells nobody: its slot map
+   * stays as it was. Its error handler is the one place that sees every ASK, whichever command got it.
+   */
+  private countAsks(cluster: Cluster): void {
+    const inner = cluster as unknown as { handleError: (error: Error, ...rest: unknown[]) => void };
+    const handleError = inner.handleError.bind(cluster);
+    inner.handleError = (error, ...rest) => {
+      const ask = /^ASK (\d+) /.exec(error.message);
+      if (ask) this.asks.set(Number(ask[1]), (this.asks.get(Number(ask[1])) ?? 0) + 1);
+      handleError(error, ...rest);
+    };
   }
 
   private unavailable(message: string): UnavailableError {
