@@ -87,7 +87,8 @@ export class IssuanceService {
     const user = requireUser(caller);
     const { requestId, promotionId } = filter;
     if (requestId == null) {
-      const feed = new LiveFinals(this.events, user.userId, promotionId ?? null);
+      const latest = promotionId == null ? null : () => this.reservations.latestIssuance(promotionId, user.userId);
+      const feed = new LiveFinals(this.events, user.userId, promotionId ?? null, latest);
       await feed.listen();
       return feed;
     }
@@ -199,11 +200,43 @@ class Feed<T> implements FeedListener, AsyncIterableIterator<T, undefined> {
   }
 }
 
-/** The live final states of a user's requests, of one promotion or all. A gap cannot be replayed here: this feed is live only (README). */
+/**
+ * The live final states of a user's requests, of one promotion or all; nothing from before it started.
+ * A gap (the server's own subscription was cut: a reconnect, a failover, a slot move) cannot be replayed in
+ * full, but a feed of one promotion reads the user's latest request of it again and sends its final state if
+ * that was missed: with one request per user (perUserLimit 1, the flash-sale case), nothing is lost.
+ */
 class LiveFinals extends Feed<Issuance> {
+  private readonly startedAt = Date.now();
+  /** Sent so far (a promotion's feed only): a state read again after a gap is not sent twice. */
+  private readonly sent = new Set<string>();
+
+  constructor(events: IssuanceEvents, userId: string, promotionId: string | null, private readonly latest: (() => Promise<Issuance | null>) | null) {
+    super(events, userId, promotionId);
+  }
+
+  override onFeedEvent(event: FeedEvent): void {
+    if (event.kind === 'gap' && this.latest) {
+      this.latest().then(
+        (issuance) => {
+          if (issuance && isFinal(issuance) && (issuance.coupon?.issuedAt ?? issuance.requestedAt).getTime() >= this.startedAt) {
+            super.onFeedEvent({ kind: 'final', issuance });
+          }
+        },
+        () => undefined, // Redis away again: the next gap reads it once more
+      );
+      return;
+    }
+    super.onFeedEvent(event);
+  }
+
   protected override accept(event: FeedEvent): Issuance | undefined {
     if (event.kind !== 'final') return undefined;
-    return this.promotionId === null || event.issuance.promotionId === this.promotionId ? event.issuance : undefined;
+    const { issuance } = event;
+    if (this.promotionId === null) return issuance;
+    if (issuance.promotionId !== this.promotionId || this.sent.has(issuance.requestId)) return undefined;
+    this.sent.add(issuance.requestId);
+    return issuance;
   }
 }
 

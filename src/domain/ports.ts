@@ -134,6 +134,8 @@ export interface ReservationStore {
   /** Which of these promotions the consumers read. */
   registered(promotionIds: string[]): Promise<Set<string>>;
   issuance(requestId: string): Promise<Issuance | null>;
+  /** The user's latest request in the promotion, as issuance() reads it; null when Redis knows none. */
+  latestIssuance(promotionId: string, userId: string): Promise<Issuance | null>;
   /** null when Redis holds no counters for the promotion (unknown, retired, or lost). */
   auditSnapshot(promotionId: string): Promise<AuditSnapshot | null>;
   /** False once Redis has lost the state built from PostgreSQL (a restart without persistence, a flush). */

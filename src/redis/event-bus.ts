@@ -16,8 +16,8 @@ import type { RedisKeys } from './keys';
  * One subscriber connection per process (per master in a cluster), with channels reference-counted across
  * local listeners. A channel's listeners are kept as the one listener most users have, or a Set past one.
  * Pub/sub keeps nothing for a disconnected subscriber: after a reconnect, a failover or a slot move (ioredis
- * subscribes again by itself), every listener is told of the gap, so a feed waiting for one request reads its
- * state again.
+ * subscribes again by itself), every listener is told of the gap, so a feed reads its request (or the user's
+ * latest one) again.
  */
 export class RedisIssuanceEvents implements IssuanceEvents {
   private readonly listeners = new Map<string, FeedListener | Set<FeedListener>>();
@@ -36,6 +36,13 @@ export class RedisIssuanceEvents implements IssuanceEvents {
   ) {
     subscriber.on('smessage', (channel: string, message: string) => this.dispatch(channel, message));
     if (subscriber instanceof Cluster) {
+      // When a slot moves away, Redis 7 unsubscribes its shard channels by itself: a SUNSUBSCRIBE reply nobody
+      // asked for, which ioredis only reports as a queue error. Its channels are still on ioredis's list, but
+      // it would subscribe them on the new owner only at the next periodic slot refresh, and everything
+      // published there meanwhile is lost: read the topology now instead.
+      subscriber.on('nodeError', (error: Error) => {
+        if (/Last reply: sunsubscribe/.test(error.message)) subscriber.refreshSlotsCache();
+      });
       // Emitted once the subscribers of a new topology (a failover, a slot move, a reconnected master) have sent
       // their SSUBSCRIBEs. Their replies are not awaited there: the gap is signalled again a little later, so a
       // feed that read its state before its channel was back reads it once more after.

@@ -10,8 +10,9 @@ import { askRedirectsOf } from './client';
  * loop share one WAIT per connection.
  *
  * Use: take a route before sending the write (route(key)), then confirm(route) once it answered. A route whose
- * connection changed meanwhile (a reconnect, a failover, a MOVED to another node) cannot be confirmed: WAIT on
- * a connection that did not carry the write would prove nothing, so the write is reported unconfirmed.
+ * connection changed meanwhile (a reconnect, a failover, a MOVED to another node, an ASK while its slot moves)
+ * cannot be confirmed: WAIT on a connection that did not carry the write would prove nothing, so the write is
+ * reported unconfirmed.
  *
  * How many replicas: `required` (REDIS_WAIT_REPLICAS) when above 0. Else, with `oneIfAny`, one replica when the
  * node has one in sync and none when it has none: what the consumer needs before storing, so PostgreSQL never

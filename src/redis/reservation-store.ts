@@ -200,6 +200,11 @@ export class RedisReservationStore implements ReservationStore {
     return decodeIssuance(fields, requestId);
   }
 
+  async latestIssuance(promotionId: string, userId: string): Promise<Issuance | null> {
+    const requestId = await this.reads.hget(this.keys.user(promotionId, userId), 'last');
+    return requestId ? this.issuance(requestId) : null;
+  }
+
   async auditSnapshot(promotionId: string): Promise<AuditSnapshot | null> {
     const k = this.keys.promotion(promotionId);
     const reply = await this.reads.couponAuditSnapshot(k.meta, k.stock, k.seq, k.stream);

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cluster, type ClusterOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions } from 'ioredis';
 import { failed, fields, freePort, GaveUp, HOST, parseClusterNodes, settlesWithin, text, waitFor, type ClusterNode } from './redis-cluster-probe';
 
 /**
@@ -41,10 +41,31 @@ export interface RedisClusterHandle {
   waitForFailover(deadMasterPort: number, timeoutMs: number): Promise<number>;
   /** Resolves with the port of a replica in sync with that master, once every node knows it as its replica. */
   waitForReplica(masterPort: number, timeoutMs: number): Promise<number>;
+  /**
+   * Migrates one hash slot from its master to the master on `toPort`, as `redis-cli --cluster reshard` does:
+   * IMPORTING on the target, MIGRATING on the source, the keys moved with MIGRATE (one at a time, `pauseMsPerKey`
+   * apart, when set: traffic meanwhile meets ASK and TRYAGAIN), then SETSLOT NODE on the target, the source and
+   * every other master. Resolves once every live node sees the target as the slot's owner.
+   * `midHandOver` runs once every key is on the target and the target owns the slot, before the source is told
+   * (the moment between those two SETSLOT NODE calls, longer): the source still serves the slot's shard channels
+   * and sends commands on with ASK.
+   */
+  moveSlot(slot: number, toPort: number, options?: MoveOptions): Promise<MoveReport>;
   /** Runs at stop(), before the nodes are killed (clients to close). */
   onStop(cleanup: () => void | Promise<void>): void;
   /** SIGKILLs every node (by PID) and removes the temp dirs. Idempotent. */
   stop(): Promise<void>;
+}
+
+export interface MoveOptions {
+  pauseMsPerKey?: number;
+  timeoutMs?: number;
+  midHandOver?: () => Promise<void>;
+}
+
+export interface MoveReport {
+  fromPort: number;
+  keysMoved: number;
 }
 
 interface Node {
@@ -277,6 +298,64 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
         },
         diagnostic,
       );
+    },
+
+    async moveSlot(slot, toPort, moveOptions = {}) {
+      const pauseMs = moveOptions.pauseMsPerKey ?? 0;
+      const deadline = Date.now() + (moveOptions.timeoutMs ?? 60_000);
+      const view = await clusterView();
+      const source = view.find((n) => n.flags.includes('master') && !failed(n) && n.slots.some(([a, b]) => slot >= a && slot <= b));
+      const target = view.find((n) => n.port === toPort);
+      if (!source) throw new Error(`Redis Cluster: no master owns slot ${slot}\n${await diagnostic()}`);
+      if (!target?.flags.includes('master') || failed(target)) throw new Error(`Redis Cluster: ${toPort} is not a live master\n${await diagnostic()}`);
+      if (source.port === toPort) throw new Error(`Redis Cluster: slot ${slot} is already on ${toPort}`);
+      // One connection per side for the whole move: the source answers GETKEYSINSLOT and runs every MIGRATE.
+      const connect = async (port: number) => {
+        const redis = new Redis({ host: HOST, port, lazyConnect: true, connectTimeout: 1000, commandTimeout: 10_000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+        redis.on('error', () => undefined);
+        await redis.connect();
+        return redis;
+      };
+      const [from, to] = await Promise.all([connect(source.port), connect(toPort)]);
+      let keysMoved = 0;
+      try {
+        // Target first: it must accept ASKING before the source starts redirecting.
+        await to.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', source.id);
+        await from.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', target.id);
+        const batch = pauseMs > 0 ? 1 : 100;
+        for (;;) {
+          if (Date.now() > deadline) throw new Error(`Redis Cluster: slot ${slot} still had keys on ${source.port} after ${keysMoved} moved`);
+          const keys = (await from.call('CLUSTER', 'GETKEYSINSLOT', slot, batch)) as string[];
+          if (keys.length === 0) break;
+          await from.call('MIGRATE', HOST, toPort, '', 0, 5000, 'KEYS', ...keys);
+          keysMoved += keys.length;
+          if (pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
+        }
+        // Target first again (it stops importing and owns the slot), then the source, then the other masters,
+        // so no node keeps redirecting to the old owner until gossip reaches it.
+        await to.call('CLUSTER', 'SETSLOT', slot, 'NODE', target.id);
+        await moveOptions.midHandOver?.();
+        await from.call('CLUSTER', 'SETSLOT', slot, 'NODE', target.id);
+        for (const port of await mastersNow()) {
+          if (port !== source.port && port !== toPort) await text(port, 'CLUSTER', 'SETSLOT', slot, 'NODE', target.id);
+        }
+      } finally {
+        from.disconnect();
+        to.disconnect();
+      }
+      await waitFor(
+        `every node to see slot ${slot} on ${toPort}`,
+        Math.max(1000, deadline - Date.now()),
+        async () => {
+          for (const node of live()) {
+            const owner = parseClusterNodes(await text(node.port, 'CLUSTER', 'NODES')).find((n) => n.flags.includes('master') && n.slots.some(([a, b]) => slot >= a && slot <= b));
+            if (owner?.port !== toPort) return undefined;
+          }
+          return true;
+        },
+        diagnostic,
+      );
+      return { fromPort: source.port, keysMoved };
     },
 
     onStop(cleanup) {

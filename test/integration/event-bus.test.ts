@@ -69,3 +69,32 @@ test('When the subscriber connection is down while a request is confirmed, then 
   expect((delivered as IteratorResult<Issuance>).value).toMatchObject({ requestId, status: 'ISSUED', userId: 'alice' });
   expect(await watch.next()).toEqual({ value: undefined, done: true });
 });
+
+test('When the subscriber connection is down while a request is confirmed, then couponIssued(promotionId) reads it again and delivers it once', async () => {
+  const keys = new RedisKeys(env.prefix);
+  const reservations = new RedisReservationStore(redis, keys);
+  const coupons = new PrismaCouponRepository(db);
+  const events = new RedisIssuanceEvents(subscriber, keys, () => redis.smembers(keys.activePromotions()));
+  const service = new IssuanceService(reservations, coupons, new PrismaFailureRepository(db), events);
+  const promotion = promotionRecord({ name: 'live gap', totalStock: 3, perUserLimit: 2 });
+  await new PrismaPromotionRepository(db).create(promotion);
+  await reservations.setupPromotion(promotion, 0);
+  const bob = { userId: 'bob', isAdmin: false, isMerchant: false };
+  const feed = (await service.watch(bob, { promotionId: promotion.id }))[Symbol.asyncIterator]();
+  const first = feed.next();
+
+  await proxy.cut();
+  const { requestId } = await service.issue(bob, promotion.id);
+  const consumer = await createConsumer({ redisUrl: env.redisUrl, redis, keys, db, coupons });
+  consumer.start();
+  await eventually(async () => ((await reservations.issuance(requestId as string))?.status === 'ISSUED' ? true : undefined), 15_000, 'ISSUED');
+  await proxy.restore();
+
+  expect((await first).value).toMatchObject({ requestId, status: 'ISSUED', userId: 'bob' });
+  // Another gap reads the same request again: not sent twice, the next one is the next request.
+  events.signalGap();
+  const { requestId: second } = await service.issue(bob, promotion.id);
+  expect((await feed.next()).value).toMatchObject({ requestId: second, status: 'ISSUED' });
+  await consumer.stop();
+  await feed.return?.();
+});
