@@ -135,10 +135,16 @@ const DONE: IteratorResult<never, undefined> = { value: undefined, done: true };
  * until read. One object per subscription, with no generator, closures or pending promise chain behind it: a
  * subscription that waits hours for its event costs this object and the one read waiting on it.
  */
+/** A state read again after a gap that failed (Redis failing over) is tried again after this, doubling. */
+const REREAD_FIRST_MS = 250;
+const REREAD_MAX_MS = 5000;
+
 class Feed<T> implements FeedListener, AsyncIterableIterator<T, undefined> {
   private queue: T[] | null = null;
   private reader: ((result: IteratorResult<T, undefined>) => void) | null = null;
   private closed = false;
+  /** A gap to come again, after a read that failed: nothing else may ever signal one. */
+  private retry: { timer: NodeJS.Timeout; nextMs: number } | null = null;
 
   constructor(
     private readonly events: IssuanceEvents,
@@ -174,10 +180,29 @@ class Feed<T> implements FeedListener, AsyncIterableIterator<T, undefined> {
     return new Promise((resolve) => (this.reader = resolve));
   }
 
+  /**
+   * After a gap, the state could not be read (Redis unreachable, a master failing over): the gap comes back
+   * later, with a growing delay, until a read succeeds (then call readSucceeded).
+   */
+  gapAgainLater(): void {
+    if (this.closed) return;
+    const delayMs = this.retry?.nextMs ?? REREAD_FIRST_MS;
+    if (this.retry) clearTimeout(this.retry.timer);
+    const timer = setTimeout(() => this.onFeedEvent({ kind: 'gap' }), delayMs);
+    timer.unref();
+    this.retry = { timer, nextMs: Math.min(delayMs * 2, REREAD_MAX_MS) };
+  }
+
+  readSucceeded(): void {
+    if (this.retry) clearTimeout(this.retry.timer);
+    this.retry = null;
+  }
+
   /** Stops listening at once, whatever the reader is doing; a read waiting ends. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.readSucceeded();
     this.queue = null;
     this.events.unwatchUser(this.userId, this.promotionId, this);
     const reader = this.reader;
@@ -219,11 +244,12 @@ class LiveFinals extends Feed<Issuance> {
     if (event.kind === 'gap' && this.latest) {
       this.latest().then(
         (issuance) => {
+          this.readSucceeded();
           if (issuance && isFinal(issuance) && (issuance.coupon?.issuedAt ?? issuance.requestedAt).getTime() >= this.startedAt) {
             super.onFeedEvent({ kind: 'final', issuance });
           }
         },
-        () => undefined, // Redis away again: the next gap reads it once more
+        () => this.gapAgainLater(), // Redis away (a failover): read it again later
       );
       return;
     }
@@ -251,7 +277,18 @@ async function* untilFinal(feed: Feed<FeedEvent>, current: Issuance, reread: () 
       return;
     }
     for await (const event of feed) {
-      const latest = event.kind === 'gap' ? await reread() : event.issuance;
+      let latest: Issuance | null;
+      if (event.kind === 'gap') {
+        try {
+          latest = await reread();
+          feed.readSucceeded();
+        } catch {
+          feed.gapAgainLater(); // the request may have become final meanwhile: read it again later
+          continue;
+        }
+      } else {
+        latest = event.issuance;
+      }
       if (!latest) throw new NotFoundError('Request');
       if (latest && latest.requestId === current.requestId && isFinal(latest)) {
         yield latest;

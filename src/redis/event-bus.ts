@@ -19,12 +19,17 @@ import type { RedisKeys } from './keys';
  * subscribes again by itself), every listener is told of the gap, so a feed reads its request (or the user's
  * latest one) again.
  */
+/** Cluster topology changes: gaps at most this often while they come, then these after the last one. */
+const GAP_SPACING_MS = 250;
+const TRAILING_GAPS_MS = [250, 1000];
+
 export class RedisIssuanceEvents implements IssuanceEvents {
   private readonly listeners = new Map<string, FeedListener | Set<FeedListener>>();
   private readonly pending = new Map<string, Promise<unknown>>();
   /** Feeds of every promotion: the user, and the promotions whose channels they were added to. */
   private readonly everyPromotion = new Map<FeedListener, { userId: string; promotionIds: Set<string> }>();
   private readonly gapTimers = new Set<NodeJS.Timeout>();
+  private lastGapAt = 0;
 
   constructor(
     private readonly subscriber: Redis | Cluster,
@@ -44,19 +49,11 @@ export class RedisIssuanceEvents implements IssuanceEvents {
         if (/Last reply: sunsubscribe/.test(error.message)) subscriber.refreshSlotsCache();
       });
       // Emitted once the subscribers of a new topology (a failover, a slot move, a reconnected master) have sent
-      // their SSUBSCRIBEs. Their replies are not awaited there: the gap is signalled again a little later, so a
-      // feed that read its state before its channel was back reads it once more after.
-      subscriber.on('subscribersReady', () => {
-        this.signalGap();
-        for (const delay of [250, 1000]) {
-          const timer = setTimeout(() => {
-            this.gapTimers.delete(timer);
-            this.signalGap();
-          }, delay);
-          timer.unref();
-          this.gapTimers.add(timer);
-        }
-      });
+      // their SSUBSCRIBEs; also after each failed attempt while a master is down, dozens of times a second.
+      // Their replies are not awaited there: the gap is signalled again a little later, so a feed that read its
+      // state before its channel was back reads it once more after. Coalesced: at most one gap per
+      // GAP_SPACING_MS while they come, and one trailing pair after the last.
+      subscriber.on('subscribersReady', () => this.topologyChanged());
       return;
     }
     let connected = subscriber.status === 'ready';
@@ -73,8 +70,24 @@ export class RedisIssuanceEvents implements IssuanceEvents {
     });
   }
 
+  private topologyChanged(): void {
+    const now = Date.now();
+    if (now - this.lastGapAt >= GAP_SPACING_MS) this.signalGap();
+    for (const timer of this.gapTimers) clearTimeout(timer);
+    this.gapTimers.clear();
+    for (const delay of TRAILING_GAPS_MS) {
+      const timer = setTimeout(() => {
+        this.gapTimers.delete(timer);
+        this.signalGap();
+      }, delay);
+      timer.unref();
+      this.gapTimers.add(timer);
+    }
+  }
+
   /** Tells every listener that events may have been missed, so a feed waiting for one request reads it again. */
   signalGap(): void {
+    this.lastGapAt = Date.now();
     const gap: FeedEvent = { kind: 'gap' };
     for (const listeners of this.listeners.values()) notify(listeners, gap);
   }
@@ -116,20 +129,34 @@ export class RedisIssuanceEvents implements IssuanceEvents {
     for (const id of watched.promotionIds) this.release(this.keys.userChannel(id, userId), listener);
   }
 
-  /** Adds the feeds of every promotion to the channels of promotions that appeared since they started. */
+  /**
+   * Follows the promotions being sold for the feeds of every promotion: adds the channels of new ones (and
+   * of ones whose subscribe failed before), lets go of those of promotions no longer sold.
+   */
   async refreshPromotions(): Promise<void> {
     if (this.everyPromotion.size === 0) return;
     const ids = await this.activePromotions();
+    const active = new Set(ids);
     const adding: Promise<void>[] = [];
     for (const [listener, watched] of this.everyPromotion) {
+      for (const id of watched.promotionIds) {
+        if (active.has(id)) continue;
+        watched.promotionIds.delete(id);
+        this.release(this.keys.userChannel(id, watched.userId), listener);
+      }
       for (const id of ids) if (!watched.promotionIds.has(id)) adding.push(this.addPromotion(watched, id, listener).catch(() => undefined));
     }
     await Promise.all(adding);
   }
 
-  private addPromotion(watched: { userId: string; promotionIds: Set<string> }, promotionId: string, listener: FeedListener): Promise<void> {
+  private async addPromotion(watched: { userId: string; promotionIds: Set<string> }, promotionId: string, listener: FeedListener): Promise<void> {
     watched.promotionIds.add(promotionId);
-    return this.listen(this.keys.userChannel(promotionId, watched.userId), listener);
+    try {
+      await this.listen(this.keys.userChannel(promotionId, watched.userId), listener);
+    } catch (error) {
+      watched.promotionIds.delete(promotionId); // tried again at the next refresh
+      throw error;
+    }
   }
 
   private async listen(channel: string, listener: FeedListener): Promise<void> {

@@ -99,7 +99,7 @@ test('When a gap is signalled, then every listener of every user hears it, one a
   for (const [user, listener] of [['gina', alone], ['hank', one], ['hank', two]] as const) bus.unwatchUser(user, P, listener);
 });
 
-test('When a feed watches every promotion, then it hears each registered one, a new one once refreshed, and lets every channel go at the end', async () => {
+test('When a feed watches every promotion, then it hears each registered one, a new one once refreshed, lets a retired one go, and every channel at the end', async () => {
   const Q = randomUUID();
   const later = randomUUID();
   active = [P, Q];
@@ -115,6 +115,12 @@ test('When a feed watches every promotion, then it hears each registered one, a 
   expect(await subscribers('ivy', later)).toBe(1);
   const inLater = await publish('ivy', later);
   await heard(feed, inLater);
+
+  // Q no longer sold (retired): its channel is let go at the next refresh.
+  active = [P, later];
+  await bus.refreshPromotions();
+  await eventually(async () => ((await subscribers('ivy', Q)) === 0 ? true : undefined), 5000, 'the retired channel let go');
+  expect(await subscribers('ivy', P)).toBe(1);
 
   bus.unwatchUser('ivy', null, feed);
   for (const id of [P, Q, later]) {
