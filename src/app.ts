@@ -30,6 +30,7 @@ import { RedisRateLimiter } from './redis/rate-limiter';
 import { ReplicaWaiter } from './redis/replica-wait';
 import { RedisReservationStore } from './redis/reservation-store';
 import { RedisStreamQueue } from './redis/stream-queue';
+import { unavailableWhenRedisDown } from './redis/unavailable';
 import type { ScriptedRedis } from './redis/scripts';
 
 export interface RunningApp {
@@ -91,7 +92,9 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const subscriber = servesApi ? createDedicatedRedis(target, 'coupon-events') : null;
   // A cluster refuses a read across slots: its consumer reads each stream on the command connection instead.
   const reader = runsConsumer && !cluster ? createDedicatedRedis(target, 'coupon-consumer') : null;
-  const redisClients = [...new Set([redis, writer, subscriber, reader])].filter((c): c is ScriptedRedis => c !== null);
+  // The consumer's WAIT before storing (replica-wait.ts) goes on a connection of its own, for the same reason.
+  const consumerWaits = runsConsumer ? createRedis(target, 'coupon-consumer-waits') : null;
+  const redisClients = [...new Set([redis, writer, subscriber, reader, consumerWaits])].filter((c): c is ScriptedRedis => c !== null);
   for (const client of redisClients) client.on('error', (error) => logger.warn({ err: error }, 'redis connection error'));
   await Promise.all(redisClients.map((c) => connectRedis(c)));
 
@@ -181,7 +184,18 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   let graphqlServer: GraphQLServer | null = null;
   if (servesApi) {
     const schema = await createSchema({ promotions, issuance, audit });
-    graphqlServer = await createGraphQLServer({ schema, httpServer, authenticator, context, development, onInternalError, limits: config.limits, rateLimits });
+    graphqlServer = await createGraphQLServer({
+      schema,
+      httpServer,
+      authenticator,
+      context,
+      development,
+      onInternalError,
+      // Redis unreachable or failing over, whatever the operation: SERVICE_UNAVAILABLE with a retry delay.
+      translateError: unavailableWhenRedisDown,
+      limits: config.limits,
+      rateLimits,
+    });
   }
   httpServer.on(
     'request',
@@ -198,7 +212,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
 
   let consumer: StreamConsumer | null = null;
   if (runsConsumer) {
-    const queue = new RedisStreamQueue(redis, reader, keys, statusTtlMs, new ReplicaWaiter(redis, {
+    const queue = new RedisStreamQueue(redis, reader, keys, statusTtlMs, new ReplicaWaiter(consumerWaits ?? redis, {
       required: config.redisWaitReplicas,
       timeoutMs: config.redisWaitTimeoutMs,
       oneIfAny: true, // even with REDIS_WAIT_REPLICAS=0: no failover may leave PostgreSQL ahead of Redis

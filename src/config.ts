@@ -25,7 +25,8 @@ const schema = z
       .regex(/^[^\s,:]+:\d{1,5}(,[^\s,:]+:\d{1,5})*$/, 'must be host:port[,host:port...]')
       .optional(),
     REDIS_WAIT_REPLICAS: intFrom(0, 10, 0),
-    REDIS_WAIT_TIMEOUT_MS: intFrom(1, 60_000, 100),
+    // Below the 5 s bound of every Redis command (redis/client.ts), which would otherwise cut a WAIT short.
+    REDIS_WAIT_TIMEOUT_MS: intFrom(1, 4000, 100),
     JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
     ROLE: z.enum(['api', 'consumer', 'all']).default('all'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

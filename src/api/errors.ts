@@ -43,11 +43,18 @@ function domainError(error: unknown): { code: ErrorCode; message: string; extra?
  * Every error leaves with extensions.code from the contract. Anything unexpected becomes
  * INTERNAL_SERVER_ERROR with a generic message; stack traces only when NODE_ENV=development.
  */
-export function createErrorFormatter(options: { development: boolean; onInternal: (error: unknown) => void }) {
+export function createErrorFormatter(options: {
+  development: boolean;
+  onInternal: (error: unknown) => void;
+  /** An infrastructure failure (Redis unreachable) as a domain error (UnavailableError), else unchanged. */
+  translate?: (error: unknown) => unknown;
+}) {
+  const translate = options.translate ?? ((error: unknown) => error);
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     let original = unwrapResolverError(error);
     // graphql-ws wraps an error thrown by a subscription's stream (after its first event) without a path.
     if (original instanceof GraphQLError && original.originalError) original = original.originalError;
+    original = translate(original);
     const known = domainError(original);
     if (known) {
       return { ...formatted, message: known.message, extensions: { code: known.code, ...known.extra } };

@@ -39,6 +39,8 @@ export interface GraphQLServerOptions {
   context: (caller: Caller | null, clientIp: string | null) => GraphQLContext;
   development: boolean;
   onInternalError: (error: unknown) => void;
+  /** Turns an infrastructure failure (a store unreachable) into a domain error, or returns it as it is. */
+  translateError?: (error: unknown) => unknown;
   /** Size, time and connection bounds (limits.ts). */
   limits: EdgeLimits;
   /** Rate limits kept in Redis (rate-limits.ts). */
@@ -73,7 +75,7 @@ function once(fn: () => Promise<void> | void): () => Promise<void> {
 }
 
 export async function createGraphQLServer(options: GraphQLServerOptions): Promise<GraphQLServer> {
-  const formatError = createErrorFormatter({ development: options.development, onInternal: options.onInternalError });
+  const formatError = createErrorFormatter({ development: options.development, onInternal: options.onInternalError, translate: options.translateError });
   const { limits, rateLimits } = options;
   // Frames get the bound of an HTTP body: no subscribe message needs more. Bigger ones close with 1009.
   const wsServer = new WebSocketServer({

@@ -56,7 +56,8 @@ export class ReplicaWaiter {
   private readonly nodes = new WeakMap<Redis, NodeState>();
 
   constructor(
-    private readonly redis: Redis | Cluster,
+    /** The client whose writes are confirmed: WAIT goes to its node connections. */
+    readonly redis: Redis | Cluster,
     private readonly options: ReplicaWaitOptions,
   ) {}
 

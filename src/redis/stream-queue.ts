@@ -131,15 +131,18 @@ export class RedisStreamQueue {
    * Resolves once a replica holds these entries (and everything written before them on their master), so
    * PostgreSQL never stores a coupon that a promoted replica would not know was reserved, and sell again:
    * REDIS_WAIT_REPLICAS replicas, or with 0, one when the master has one in sync (replica-wait.ts).
-   * A write to the slot (the entries' idle time reset, XCLAIM JUSTID) on the connection, then WAIT on it.
+   * A write to the slot (the entries' idle time reset, XCLAIM JUSTID), then WAIT, on a connection of the waiter's
+   * own: a WAIT holds up the commands behind it, and the consumer's other commands must not queue there.
    * Throws UnavailableError when they do not confirm in time: the entries stay pending, tried again later.
    */
   async awaitReplicas(promotionId: string, consumer: string, entryIds: string[]): Promise<void> {
     if (!this.replicas?.enabled || entryIds.length === 0) return;
-    const route = this.replicas.route(this.keys.promotion(promotionId).stream);
+    const stream = this.keys.promotion(promotionId).stream;
+    const route = this.replicas.route(stream);
     const replicas = await this.replicas.needed(route);
     if (replicas === 0) return;
-    await this.keepClaimed(promotionId, consumer, entryIds);
+    // On the waiter's own connection: the WAIT that follows covers the writes of the connection it is sent on.
+    await this.replicas.redis.xclaim(stream, CONSUMER_GROUP, consumer, 0, ...entryIds, 'JUSTID');
     await this.replicas.confirm(route, replicas);
   }
 

@@ -3,8 +3,8 @@ import { UnavailableError } from '../domain/errors';
 /** How long a client is told to wait after Redis could not answer: about one failover's worth of topology refresh. */
 const RETRY_AFTER_MS = 1000;
 
-/** Replies of a node that cannot take the command now: a cluster between topologies, a node loading or demoted. */
-const TRANSIENT_REPLY = /^(CLUSTERDOWN|TRYAGAIN|MOVED|ASK|LOADING|READONLY|MASTERDOWN|NOREPLICAS)\b/;
+/** Replies of a node that cannot take the command now: a cluster between topologies, a node loading, demoted or busy. */
+const TRANSIENT_REPLY = /^(CLUSTERDOWN|TRYAGAIN|MOVED|ASK|LOADING|READONLY|MASTERDOWN|NOREPLICAS|BUSY)\b/;
 /** The client's own errors when a node is unreachable (ioredis messages). */
 const UNREACHABLE = /Connection is closed|Too many Cluster redirections|Command timed out|Stream isn't writeable|Reached the max retries|Failed to refresh slots cache|Cluster isn't ready|Cluster is ended|None of startup nodes is available|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE/;
 
