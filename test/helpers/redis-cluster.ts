@@ -91,6 +91,8 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     '--cluster-node-timeout', String(nodeTimeoutMs),
     '--cluster-replica-validity-factor', '0', // a replica may always be promoted, however long it was cut off
     '--cluster-allow-reads-when-down', 'no',
+    // The masters that live keep serving their slots while a dead one's are failed over (the default stops all).
+    '--cluster-require-full-coverage', 'no',
     '--appendonly', 'no',
     '--save', '',
     '--dir', node.dir,
@@ -161,7 +163,11 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
       timeoutMs,
       async () => {
         if (!node.child) throw new GaveUp(`node ${node.port} exited:\n${node.output.trim()}`);
-        return (await text(node.port, 'PING')) === 'PONG' ? true : undefined;
+        if ((await text(node.port, 'PING')) !== 'PONG') return undefined;
+        // Ours, not another process's server that took the port first (our child then fails to bind, and exits).
+        const pid = Number(fields(await text(node.port, 'INFO', 'server')).get('process_id'));
+        if (pid !== node.child.pid) throw new GaveUp(`port ${node.port} is served by another process (pid ${pid})`);
+        return true;
       },
       async () => output(),
     );
