@@ -10,11 +10,13 @@ import type { Config } from './config';
 import { StreamConsumer } from './consumer/stream-consumer';
 import { createDb, type Db } from './db/client';
 import { PrismaAuditRepository } from './db/audit-repository';
+import { PrismaCouponLifecycleRepository } from './db/coupon-lifecycle-repository';
 import { PrismaCouponRepository } from './db/coupon-repository';
 import { PrismaFailureRepository } from './db/failure-repository';
 import { migrate, pendingMigrations } from './db/migrate';
 import { PrismaPromotionRepository } from './db/promotion-repository';
 import { AuditService } from './domain/audit-service';
+import { CouponService } from './domain/coupon-service';
 import { IssuanceService } from './domain/issuance-service';
 import { PromotionService } from './domain/promotion-service';
 import type { Caller } from './domain/types';
@@ -121,6 +123,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     : null;
   const events = eventBus ?? { watchUser: () => Promise.reject(new Error('no subscriptions in ROLE=consumer')), unwatchUser: () => undefined };
   const issuance = new IssuanceService(reservations, couponRepository, failureRepository, events, (outcome) => metrics.issueOutcome(outcome));
+  const coupons = new CouponService(new PrismaCouponLifecycleRepository(db), clock, (outcome) => metrics.redeemOutcome(outcome));
   const limiter = new RedisRateLimiter(redis, {
     onFallback: (error) => {
       metrics.rateLimiterFallback();
@@ -183,7 +186,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const httpServer = createLimitedHttpServer(config.limits);
   let graphqlServer: GraphQLServer | null = null;
   if (servesApi) {
-    const schema = await createSchema({ promotions, issuance, audit });
+    const schema = await createSchema({ promotions, issuance, audit, coupons });
     graphqlServer = await createGraphQLServer({
       schema,
       httpServer,

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ConsumerObserver } from './consumer/stream-consumer';
-import type { IssueOutcome } from './domain/types';
+import type { IssueOutcome, RedeemOutcome } from './domain/types';
 import type { Logger } from './logger';
 
 export interface QueueDepth {
@@ -25,6 +25,13 @@ export class Metrics {
   private readonly outcomes = new Counter({
     name: 'coupon_issue_outcomes_total',
     help: 'issueCoupon outcomes, by kind',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly redeemOutcomes = new Counter({
+    name: 'coupon_redeem_outcomes_total',
+    help: 'redeemCoupon outcomes, by kind',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
@@ -141,6 +148,10 @@ export class Metrics {
 
   issueOutcome(outcome: IssueOutcome): void {
     this.outcomes.inc({ outcome });
+  }
+
+  redeemOutcome(outcome: RedeemOutcome): void {
+    this.redeemOutcomes.inc({ outcome });
   }
 
   rateLimited(limit: 'issue' | 'user' | 'anonymous'): void {

@@ -1,9 +1,11 @@
 import type { GraphQLSchema } from 'graphql';
 import { buildSchema, type PubSub } from 'type-graphql';
 import type { AuditService } from '../domain/audit-service';
+import type { CouponService } from '../domain/coupon-service';
 import type { IssuanceService } from '../domain/issuance-service';
 import type { PromotionService } from '../domain/promotion-service';
 import { AuditResolver } from './resolvers/audit.resolver';
+import { CouponResolver } from './resolvers/coupon.resolver';
 import { IssuanceResolver } from './resolvers/issuance.resolver';
 import { PromotionResolver } from './resolvers/promotion.resolver';
 import { DateTimeScalar } from './types/date-time.scalar';
@@ -12,6 +14,7 @@ export interface SchemaServices {
   promotions: PromotionService;
   issuance: IssuanceService;
   audit: AuditService;
+  coupons: CouponService;
 }
 
 /**
@@ -33,9 +36,10 @@ export async function createSchema(services: SchemaServices): Promise<GraphQLSch
     [PromotionResolver, new PromotionResolver(services.promotions)],
     [IssuanceResolver, new IssuanceResolver(services.issuance)],
     [AuditResolver, new AuditResolver(services.audit, services.issuance)],
+    [CouponResolver, new CouponResolver(services.coupons)],
   ]);
   return buildSchema({
-    resolvers: [PromotionResolver, IssuanceResolver, AuditResolver],
+    resolvers: [PromotionResolver, IssuanceResolver, AuditResolver, CouponResolver],
     scalarsMap: [{ type: Date, scalar: DateTimeScalar }],
     container: { get: (someClass) => instances.get(someClass) },
     validate: false,

@@ -1,7 +1,50 @@
 import { newCouponCodes, newCouponId } from '../domain/identifiers';
 import type { CouponRepository } from '../domain/ports';
-import type { Coupon, QueuedRequest } from '../domain/types';
+import type { Coupon, QueuedRequest, StoredCouponStatus } from '../domain/types';
 import type { Db } from './client';
+
+/** A coupon row with what its state needs (validUntil is the promotion's). */
+const WITH_STATE = {
+  id: true,
+  code: true,
+  promotionId: true,
+  userId: true,
+  requestId: true,
+  requestedAt: true,
+  issuedAt: true,
+  status: true,
+  orderId: true,
+  redeemedAt: true,
+  promotion: { select: { couponValidUntil: true } },
+} as const;
+
+const withState = (row: {
+  id: string;
+  code: string;
+  promotionId: string;
+  userId: string;
+  requestId: string;
+  requestedAt: Date;
+  issuedAt: Date;
+  status: string;
+  orderId: string | null;
+  redeemedAt: Date | null;
+  promotion: { couponValidUntil: Date | null };
+}): Coupon => ({
+  id: row.id,
+  code: row.code,
+  promotionId: row.promotionId,
+  userId: row.userId,
+  requestId: row.requestId,
+  requestedAt: row.requestedAt,
+  issuedAt: row.issuedAt,
+  state: {
+    status: row.status as StoredCouponStatus,
+    validUntil: row.promotion.couponValidUntil,
+    redeemedAt: row.redeemedAt,
+    orderId: row.orderId,
+  },
+});
 
 /** A row of store_coupons: request_id null means "all inserted now, at issued_at". */
 interface StoredRow {
@@ -25,8 +68,8 @@ export class PrismaCouponRepository implements CouponRepository {
   constructor(private readonly db: Db) {}
 
   async findByRequestId(requestId: string): Promise<Coupon | null> {
-    const row = await this.db.coupon.findUnique({ where: { requestId } });
-    return row ? { ...row } : null;
+    const row = await this.db.coupon.findUnique({ where: { requestId }, select: WITH_STATE });
+    return row ? withState(row) : null;
   }
 
   async listByUser(userId: string, promotionId: string | null, limit: number): Promise<Coupon[]> {
@@ -34,9 +77,9 @@ export class PrismaCouponRepository implements CouponRepository {
       where: promotionId ? { userId, promotionId } : { userId },
       orderBy: [{ issuedAt: 'desc' }, { id: 'desc' }],
       take: limit,
-      select: { id: true, code: true, promotionId: true, userId: true, requestId: true, requestedAt: true, issuedAt: true },
+      select: WITH_STATE,
     });
-    return rows;
+    return rows.map(withState);
   }
 
   /**

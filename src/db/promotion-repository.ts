@@ -13,6 +13,7 @@ const toRecord = (row: Row): PromotionRecord => ({
   startsAt: row.startsAt,
   endsAt: row.endsAt,
   endedAt: row.endedAt,
+  couponValidUntil: row.couponValidUntil,
   createdAt: row.createdAt,
 });
 

@@ -15,6 +15,7 @@ const USER_ID = /^[A-Za-z0-9_\-.:@|]{1,128}$/;
 // 32 symbols, no 0/O and no 1/I: safe to read aloud or type from a screen.
 const CODE_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789';
 export const COUPON_CODE_LENGTH = 16;
+const COUPON_CODE = new RegExp(`^[${CODE_ALPHABET}]{${COUPON_CODE_LENGTH}}$`);
 
 export const newPromotionId = (): string => randomUUID();
 export const newCouponId = (): string => randomUUID();
@@ -23,6 +24,11 @@ export const newRequestId = (promotionId: string): string =>
 
 export function isPromotionId(value: string): boolean {
   return UUID.test(value);
+}
+
+/** A code this service could have made: anything else names no coupon (and is not looked up). */
+export function isCouponCode(value: string): boolean {
+  return COUPON_CODE.test(value);
 }
 
 export function isUserId(value: string): boolean {

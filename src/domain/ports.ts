@@ -1,4 +1,4 @@
-import type { Coupon, DeadLetter, Issuance, IssueResult, PromotionRecord, QueuedRequest } from './types';
+import type { Actor, Coupon, CouponEvent, CouponState, DeadLetter, Issuance, IssueResult, PromotionRecord, QueuedRequest } from './types';
 
 /** What the use cases need from storage. Implemented in db/ (PostgreSQL) and redis/. */
 
@@ -53,6 +53,26 @@ export interface CouponRepository {
    * failed gets none.
    */
   persistBatch(requests: QueuedRequest[]): Promise<Coupon[]>;
+}
+
+/**
+ * The coupon lifecycle in PostgreSQL. Each change is one conditional write that decides alone (the row lock
+ * settles concurrent calls) and writes its trail row in the same statement; it returns the changed coupon, or
+ * null when its condition did not hold and nothing changed (read the coupon to learn why). Coupons returned
+ * here carry their state.
+ */
+export interface CouponLifecycleRepository {
+  findByCode(code: string): Promise<Coupon | null>;
+  /** The state of each of these coupons that exists. */
+  states(couponIds: string[]): Promise<Map<string, CouponState>>;
+  /** ACTIVE, owned by userId and valid at `now` → REDEEMED by orderId. */
+  redeem(args: { code: string; orderId: string; userId: string; actor: Actor; now: Date }): Promise<Coupon | null>;
+  /** REDEEMED by orderId → ACTIVE. */
+  cancel(args: { code: string; orderId: string; actor: Actor; now: Date }): Promise<Coupon | null>;
+  /** Anything but REVOKED → REVOKED. */
+  revoke(args: { code: string; reason: string; actor: Actor; now: Date }): Promise<Coupon | null>;
+  /** The coupon's latest trail row; null when its status never changed. */
+  lastEvent(couponId: string): Promise<CouponEvent | null>;
 }
 
 /** Requests that ended FAILED, kept in PostgreSQL past the status TTL and a Redis loss. */

@@ -16,12 +16,13 @@ export interface NewPromotion {
   perUserLimit: number;
   startsAt: Date;
   endsAt: Date;
+  couponValidUntil: Date | null;
 }
 
 // C0 and C1 controls and DEL: invisible in a shop page, and a NUL is refused by PostgreSQL's text type.
 const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
 
-function freeText(field: string, value: string): string {
+export function freeText(field: string, value: string): string {
   if (CONTROL_CHARACTER.test(value)) throw new InputError(field, 'must not contain control characters');
   return value;
 }
@@ -34,7 +35,14 @@ function intInRange(field: string, value: number, min: number, max: number): num
 }
 
 export function validateNewPromotion(
-  input: { name: string; totalStock: number; perUserLimit?: number | null; startsAt?: Date | null; endsAt: Date },
+  input: {
+    name: string;
+    totalStock: number;
+    perUserLimit?: number | null;
+    startsAt?: Date | null;
+    endsAt: Date;
+    couponValidUntil?: Date | null;
+  },
   now: Date,
 ): NewPromotion {
   const name = freeText('input.name', input.name).trim();
@@ -43,12 +51,18 @@ export function validateNewPromotion(
   }
   const startsAt = input.startsAt ?? now;
   if (input.endsAt.getTime() <= startsAt.getTime()) throw new InputError('input.endsAt', 'must be after startsAt');
+  const couponValidUntil = input.couponValidUntil ?? null;
+  // A coupon must stay usable for at least as long as it can be issued.
+  if (couponValidUntil !== null && couponValidUntil.getTime() <= input.endsAt.getTime()) {
+    throw new InputError('input.couponValidUntil', 'must be after endsAt');
+  }
   return {
     name,
     totalStock: intInRange('input.totalStock', input.totalStock, 1, LIMITS.totalStockMax),
     perUserLimit: intInRange('input.perUserLimit', input.perUserLimit ?? 1, 1, LIMITS.perUserLimitMax),
     startsAt,
     endsAt: input.endsAt,
+    couponValidUntil,
   };
 }
 

@@ -17,6 +17,7 @@ export interface CreatePromotionInput {
   perUserLimit?: number | null;
   startsAt?: Date | null;
   endsAt: Date;
+  couponValidUntil?: Date | null;
 }
 
 /**

@@ -12,6 +12,8 @@ export interface PromotionRecord {
   startsAt: Date;
   endsAt: Date;
   endedAt: Date | null;
+  /** Every coupon of the promotion expires then; null or absent: never. */
+  couponValidUntil?: Date | null;
   createdAt: Date;
 }
 
@@ -30,6 +32,49 @@ export interface Coupon {
   /** When the request was queued (kept with the coupon; not part of the public Coupon type). */
   requestedAt: Date;
   issuedAt: Date;
+  /**
+   * Its lifecycle as PostgreSQL holds it. Absent on a coupon carried by Redis (a request's status, a
+   * confirmation message): issuance does not pay for it, and a reader that needs it asks PostgreSQL.
+   */
+  state?: CouponState;
+}
+
+/** What a client sees. EXPIRED is never stored: it is an ACTIVE coupon read past its validUntil. */
+export type CouponStatus = 'ACTIVE' | 'REDEEMED' | 'REVOKED' | 'EXPIRED';
+export type StoredCouponStatus = Exclude<CouponStatus, 'EXPIRED'>;
+export type RedeemOutcome = 'REDEEMED' | 'ALREADY_REDEEMED' | 'EXPIRED' | 'REVOKED' | 'NOT_OWNER' | 'NOT_FOUND';
+
+export interface CouponState {
+  status: StoredCouponStatus;
+  /** The promotion's couponValidUntil. */
+  validUntil: Date | null;
+  redeemedAt: Date | null;
+  /** The order that redeemed it (kept when a redeemed coupon is revoked). */
+  orderId: string | null;
+}
+
+export interface RedeemResult {
+  outcome: RedeemOutcome;
+  /** The coupon when found (the caller, a merchant or an admin, may see any). */
+  coupon: Coupon | null;
+}
+
+/** Who changed a coupon's status, for the trail. */
+export interface Actor {
+  userId: string;
+  role: 'admin' | 'merchant';
+}
+
+/** One row of the trail: a change of a coupon's status. */
+export interface CouponEvent {
+  couponId: string;
+  fromStatus: StoredCouponStatus;
+  toStatus: StoredCouponStatus;
+  actorUserId: string;
+  actorRole: Actor['role'];
+  orderId: string | null;
+  reason: string | null;
+  at: Date;
 }
 
 export interface Issuance {

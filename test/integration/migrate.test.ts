@@ -42,7 +42,7 @@ test('When migrations are applied, then _prisma_migrations holds each with its S
     expect(row.rolled_back_at).toBeNull();
   }
   const tables = await query<{ table_name: string }>(env.databaseUrl, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1");
-  expect(tables.map((t) => t.table_name)).toEqual(['_prisma_migrations', 'coupons', 'failed_requests', 'promotions', 'stock_additions']);
+  expect(tables.map((t) => t.table_name)).toEqual(['_prisma_migrations', 'coupon_events', 'coupons', 'failed_requests', 'promotions', 'stock_additions']);
 });
 
 test('When migrate runs again, or twice at once, then nothing is applied twice', async () => {

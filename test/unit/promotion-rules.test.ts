@@ -18,7 +18,15 @@ describe('promotion rules', () => {
   test('When a new promotion omits perUserLimit and startsAt, then they default to 1 and now', () => {
     const p = validateNewPromotion({ name: '  Noon sale ', totalStock: 10_000, endsAt: at(3600_000) }, now);
 
-    expect(p).toEqual({ name: 'Noon sale', totalStock: 10_000, perUserLimit: 1, startsAt: now, endsAt: at(3600_000) });
+    expect(p).toEqual({ name: 'Noon sale', totalStock: 10_000, perUserLimit: 1, startsAt: now, endsAt: at(3600_000), couponValidUntil: null });
+  });
+
+  test('When couponValidUntil is after endsAt, then it is kept; at or before endsAt, then the error names it', () => {
+    const base = { name: 'ok', totalStock: 1, endsAt: at(1000) };
+
+    expect(validateNewPromotion({ ...base, couponValidUntil: at(1001) }, now).couponValidUntil).toEqual(at(1001));
+    expect(fieldOf(() => validateNewPromotion({ ...base, couponValidUntil: at(1000) }, now))).toBe('input.couponValidUntil');
+    expect(fieldOf(() => validateNewPromotion({ ...base, couponValidUntil: at(-1) }, now))).toBe('input.couponValidUntil');
   });
 
   test.each([

@@ -17,4 +17,7 @@ export class CreatePromotionInput {
 
   @Field(() => DateTimeScalar, { description: 'after startsAt' })
   endsAt: Date;
+
+  @Field(() => DateTimeScalar, { nullable: true, description: 'optional: coupons of this promotion expire then (after endsAt)' })
+  couponValidUntil?: Date | null;
 }

@@ -22,6 +22,22 @@ export enum IssuanceStatusEnum {
   FAILED = 'FAILED',
 }
 
+export enum CouponStatusEnum {
+  ACTIVE = 'ACTIVE',
+  REDEEMED = 'REDEEMED',
+  REVOKED = 'REVOKED',
+  EXPIRED = 'EXPIRED',
+}
+
+export enum RedeemOutcomeEnum {
+  REDEEMED = 'REDEEMED',
+  ALREADY_REDEEMED = 'ALREADY_REDEEMED',
+  EXPIRED = 'EXPIRED',
+  REVOKED = 'REVOKED',
+  NOT_OWNER = 'NOT_OWNER',
+  NOT_FOUND = 'NOT_FOUND',
+}
+
 registerEnumType(PromotionStatusEnum, { name: 'PromotionStatus' });
 registerEnumType(IssueOutcomeEnum, {
   name: 'IssueOutcome',
@@ -32,3 +48,12 @@ registerEnumType(IssueOutcomeEnum, {
   },
 });
 registerEnumType(IssuanceStatusEnum, { name: 'IssuanceStatus' });
+registerEnumType(CouponStatusEnum, { name: 'CouponStatus' });
+registerEnumType(RedeemOutcomeEnum, {
+  name: 'RedeemOutcome',
+  valuesConfig: {
+    REDEEMED: { description: 'this order now holds the coupon (also the answer to a repeat of the same code + orderId)' },
+    ALREADY_REDEEMED: { description: 'another order holds it' },
+    NOT_OWNER: { description: 'the coupon belongs to another user' },
+  },
+});
