@@ -130,7 +130,7 @@ export async function runDrainBench(options: DrainOptions = {}): Promise<DrainRe
       let rows: RawRow[] = [];
       for (const service of services) {
         // Every drain, like every raw insert, starts from an empty table: its indexes as small each time.
-        await pg.query('TRUNCATE coupons');
+        await pg.query('TRUNCATE coupons CASCADE');
         const promotion = await newPromotion(db, store, requests);
         log(`round ${round}, ${service.label}: queuing ${requests} reservations`);
         await fill(store, promotion, requests);
@@ -247,7 +247,7 @@ async function emptyTables(databaseUrl: string): Promise<void> {
   const client = new Client({ connectionString: databaseUrl });
   await client.connect();
   try {
-    await client.query('TRUNCATE coupons, failed_requests, stock_additions, promotions');
+    await client.query('TRUNCATE coupons, failed_requests, stock_additions, promotions CASCADE'); // CASCADE: the coupons' trail references them
   } finally {
     await client.end();
   }
