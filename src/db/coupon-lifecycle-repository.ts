@@ -44,7 +44,8 @@ const COLUMNS = Prisma.sql`c.id::text AS id, c.code::text AS code, c.promotion_i
  * Every change is one statement: a conditional UPDATE that only a coupon in the expected state passes (the
  * row lock makes concurrent calls wait, then re-check the condition on the row as the winner left it), and an
  * INSERT of its trail row fed by that UPDATE's RETURNING, so the trail row commits with the change or not at
- * all. No index on coupons covers a changed column, so each update stays a heap-only (HOT) update.
+ * all. No index on coupons covers a changed column: an update is heap-only (HOT) when its page has room (a
+ * coupon on a page filled by a batch insert moves, and then gets its index entries anew).
  * Codes are compared as char(16), the column's type, so the unique index on code is used.
  */
 export class PrismaCouponLifecycleRepository implements CouponLifecycleRepository {
@@ -119,7 +120,9 @@ export class PrismaCouponLifecycleRepository implements CouponLifecycleRepositor
   }
 
   async lastEvent(couponId: string): Promise<CouponEvent | null> {
-    const row = await this.db.couponEvent.findFirst({ where: { couponId }, orderBy: [{ at: 'desc' }, { id: 'desc' }] });
+    // The id, not the time: rows are numbered under the coupon's row lock, in the order the changes happened,
+    // while `at` comes from the clock of whichever process made the change (clocks may differ by seconds).
+    const row = await this.db.couponEvent.findFirst({ where: { couponId }, orderBy: { id: 'desc' } });
     if (!row) return null;
     return {
       couponId: row.couponId,

@@ -22,8 +22,13 @@ export interface NewPromotion {
 // C0 and C1 controls and DEL: invisible in a shop page, and a NUL is refused by PostgreSQL's text type.
 const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
 
+// Half of a UTF-16 surrogate pair, alone: JSON allows it, PostgreSQL stores it as U+FFFD, so two different
+// values would be stored as one (two order ids compared equal after a round trip through the database).
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 export function freeText(field: string, value: string): string {
   if (CONTROL_CHARACTER.test(value)) throw new InputError(field, 'must not contain control characters');
+  if (LONE_SURROGATE.test(value)) throw new InputError(field, 'must be well-formed text (a lone UTF-16 surrogate)');
   return value;
 }
 
