@@ -39,17 +39,17 @@ function intInRange(field: string, value: number, min: number, max: number): num
   return value;
 }
 
-export function validateNewPromotion(
-  input: {
-    name: string;
-    totalStock: number;
-    perUserLimit?: number | null;
-    startsAt?: Date | null;
-    endsAt: Date;
-    couponValidUntil?: Date | null;
-  },
-  now: Date,
-): NewPromotion {
+/** What an admin gives to create a promotion, before validation. */
+export interface CreatePromotionInput {
+  name: string;
+  totalStock: number;
+  perUserLimit?: number | null;
+  startsAt?: Date | null;
+  endsAt: Date;
+  couponValidUntil?: Date | null;
+}
+
+export function validateNewPromotion(input: CreatePromotionInput, now: Date): NewPromotion {
   const name = freeText('input.name', input.name).trim();
   if (name.length < 1 || name.length > LIMITS.nameMaxLength) {
     throw new InputError('input.name', `must be 1 to ${LIMITS.nameMaxLength} characters`);

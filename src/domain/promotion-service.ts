@@ -8,17 +8,11 @@ import {
   validateListSize,
   validateNewPromotion,
   validateStockAmount,
+  type CreatePromotionInput,
 } from './promotion-rules';
 import type { Caller, PromotionRecord, PromotionStatus, PromotionView } from './types';
 
-export interface CreatePromotionInput {
-  name: string;
-  totalStock: number;
-  perUserLimit?: number | null;
-  startsAt?: Date | null;
-  endsAt: Date;
-  couponValidUntil?: Date | null;
-}
+export type { CreatePromotionInput } from './promotion-rules';
 
 /**
  * Promotions over (ended early, or past endsAt) for longer than this are left out of reconciliation: by then

@@ -1,13 +1,12 @@
 import calculateSlot from 'cluster-key-slot';
 import type { Client as WsClient } from 'graphql-ws';
-import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import { RedisKeys } from '../../src/redis/keys';
 import { CouponIssuedDocument, CreatePromotionDocument, IssuanceDocument, IssueCouponDocument, PromotionAuditDocument, type CouponIssuedSubscription } from '../generated/graphql';
 import { httpGraphQL, record, tokenFor, wsClient, type Recorded } from '../helpers/clients';
 import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
-import { startRedisCluster, type RedisClusterHandle } from '../helpers/redis-cluster';
-import { serviceEnv, spawnService, type ServiceProcess } from '../helpers/service-process';
+import { shardSubscribers, startRedisCluster, type RedisClusterHandle } from '../helpers/redis-cluster';
+import { clusterServiceEnv, spawnService, type ServiceProcess } from '../helpers/service-process';
 
 /**
  * A promotion's hash slot moves to another master, key by key, in the middle of its flash sale (live
@@ -32,21 +31,7 @@ let apiA: string;
 let apiB: string;
 const sockets: WsClient[] = [];
 
-function settings(role: 'api' | 'consumer', name: string): NodeJS.ProcessEnv {
-  return serviceEnv(env, {
-    ROLE: role,
-    MIGRATE: 'false',
-    REDIS_CLUSTER_NODES: cluster.seedNodes,
-    REDIS_WAIT_REPLICAS: '1',
-    REDIS_WAIT_TIMEOUT_MS: '200',
-    CONSUMER_NAME: name,
-    RECONCILE_INTERVAL_MS: '1000',
-    // A few loopback users stand for a crowd: the per-client limits are not the subject.
-    RATE_LIMIT_ANON_PER_SECOND: '0',
-    RATE_LIMIT_USER_PER_SECOND: '0',
-    RATE_LIMIT_ISSUE_PER_SECOND: '0',
-  });
-}
+const settings = (role: 'api' | 'consumer', name: string) => clusterServiceEnv(env, cluster.seedNodes, role, name);
 
 beforeAll(async () => {
   cluster = await startRedisCluster({ label: 'reshard' });
@@ -66,16 +51,6 @@ afterAll(async () => {
   await env?.cleanup();
 });
 
-/** Subscribers of a sharded channel, asked of the master that owns its slot (PUBSUB is per node). */
-async function shardSubscribers(channel: string): Promise<number> {
-  const node = new Redis(await cluster.masterForKey(channel), '127.0.0.1', { lazyConnect: true });
-  try {
-    await node.connect();
-    return Number(((await node.call('PUBSUB', 'SHARDNUMSUB', channel)) as [string, number])[1]);
-  } finally {
-    node.disconnect();
-  }
-}
 
 test('When a promotion’s slot moves to another master mid-rush, then stock is exact, every QUEUED ends ISSUED, and every listener hears its confirmation from the new owner', async () => {
   const admin = await tokenFor('admin', { admin: true });
@@ -99,7 +74,7 @@ test('When a promotion’s slot moves to another master mid-rush, then stock is 
   }
   for (const u of listeners) {
     const channel = keys.userChannel(promotionId, `rs-${u}`);
-    await eventually(async () => ((await shardSubscribers(channel)) === 1 ? true : undefined), 10_000, `user ${u}'s feed to be live`);
+    await eventually(async () => ((await shardSubscribers(cluster, channel)) === 1 ? true : undefined), 10_000, `user ${u}'s feed to be live`);
   }
 
   // Buyers on process A, as the guide describes a client: SERVICE_UNAVAILABLE is retried after retryAfterMs

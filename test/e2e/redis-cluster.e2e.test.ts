@@ -1,7 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { Client as WsClient } from 'graphql-ws';
-import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import { RedisKeys } from '../../src/redis/keys';
 import {
@@ -14,8 +13,8 @@ import {
 } from '../generated/graphql';
 import { httpGraphQL, record, tokenFor, wsClient, type Recorded } from '../helpers/clients';
 import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
-import { startRedisCluster, type RedisClusterHandle } from '../helpers/redis-cluster';
-import { ROOT, serviceEnv, spawnService, type ServiceProcess } from '../helpers/service-process';
+import { shardSubscribers, startRedisCluster, type RedisClusterHandle } from '../helpers/redis-cluster';
+import { clusterServiceEnv, ROOT, spawnService, type ServiceProcess } from '../helpers/service-process';
 
 /**
  * The service on a real Redis Cluster (6 redis-server processes: 3 masters, 3 replicas) with 3 API and 2
@@ -40,23 +39,9 @@ let consumerUrls: string[] = [];
 let admin: string;
 const sockets: WsClient[] = [];
 
-function settings(role: 'api' | 'consumer', name: string): NodeJS.ProcessEnv {
-  return serviceEnv(env, {
-    ROLE: role,
-    MIGRATE: 'false',
-    REDIS_CLUSTER_NODES: cluster.seedNodes,
-    REDIS_WAIT_REPLICAS: '1',
-    REDIS_WAIT_TIMEOUT_MS: '200',
-    CONSUMER_NAME: name,
-    CONSUMER_HEARTBEAT_MS: '250',
-    CONSUMER_DEAD_AFTER_MS: '750',
-    RECONCILE_INTERVAL_MS: '1000',
-    // One loopback address and a few users stand for a crowd here: the per-client limits are not the subject.
-    RATE_LIMIT_ANON_PER_SECOND: '0',
-    RATE_LIMIT_USER_PER_SECOND: '0',
-    RATE_LIMIT_ISSUE_PER_SECOND: '0',
-  });
-}
+// Consumers with a short lease: the one killed during the failover is taken over quickly.
+const settings = (role: 'api' | 'consumer', name: string) =>
+  clusterServiceEnv(env, cluster.seedNodes, role, name, { CONSUMER_HEARTBEAT_MS: '250', CONSUMER_DEAD_AFTER_MS: '750' });
 
 beforeAll(async () => {
   cluster = await startRedisCluster({ label: 'e2e' });
@@ -99,16 +84,6 @@ async function promotionsOnEveryMaster(label: string, totalStock: number, perMas
   return byMaster;
 }
 
-/** Subscribers of a sharded channel, asked of the master that owns its slot (PUBSUB is per node). */
-async function shardSubscribers(channel: string): Promise<number> {
-  const node = new Redis(await cluster.masterForKey(channel), '127.0.0.1', { lazyConnect: true });
-  try {
-    await node.connect();
-    return Number(((await node.call('PUBSUB', 'SHARDNUMSUB', channel)) as [string, number])[1]);
-  } finally {
-    node.disconnect();
-  }
-}
 
 const couponsOf = async (promotionId: string) =>
   Number((await pg.query<{ n: string }>('SELECT count(*) AS n FROM coupons WHERE promotion_id = $1', [promotionId])).rows[0]?.n);
@@ -152,7 +127,7 @@ test('When a crowd rushes promotions spread over three masters through three API
   const keys = new RedisKeys(env.prefix);
   for (let u = 0; u < LISTENERS; u++) {
     const channel = keys.userChannel(promotionIds[0] as string, `rush-${u}`);
-    await eventually(async () => ((await shardSubscribers(channel)) === 1 ? true : undefined), 10_000, `user ${u}'s feed to be live`);
+    await eventually(async () => ((await shardSubscribers(cluster, channel)) === 1 ? true : undefined), 10_000, `user ${u}'s feed to be live`);
   }
 
   const issue = (u: number, k: number) =>

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, Redis, type ClusterOptions } from 'ioredis';
-import { failed, fields, freePort, GaveUp, HOST, parseClusterNodes, settlesWithin, text, waitFor, type ClusterNode } from './redis-cluster-probe';
+import { command, failed, fields, freePort, GaveUp, HOST, parseClusterNodes, settlesWithin, text, waitFor, type ClusterNode } from './redis-cluster-probe';
 
 /**
  * A real 6-node Redis Cluster (3 masters, 3 replicas) on loopback for one test file: separate `redis-server`
@@ -464,4 +464,10 @@ export function clusterClient(handle: RedisClusterHandle, options: ClusterOption
   client.on('error', () => undefined); // a killed node's socket errors; commands report what matters
   handle.onStop(() => client.disconnect());
   return client;
+}
+
+/** Subscribers of a sharded channel, asked of the master that owns its slot (PUBSUB is per node). */
+export async function shardSubscribers(cluster: RedisClusterHandle, channel: string): Promise<number> {
+  const reply = (await command(await cluster.masterForKey(channel), 'PUBSUB', 'SHARDNUMSUB', channel)) as [string, number];
+  return Number(reply[1]);
 }

@@ -35,6 +35,26 @@ export function serviceEnv(env: TestEnvironment, overrides: Record<string, strin
   };
 }
 
+/**
+ * A service process of a Redis Cluster test: its role and consumer name, the cluster's seed nodes, replicas
+ * waited for, quick reconciliation, and no per-client limits (a few loopback users stand for a crowd).
+ */
+export function clusterServiceEnv(env: TestEnvironment, seedNodes: string, role: 'api' | 'consumer', name: string, overrides: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return serviceEnv(env, {
+    ROLE: role,
+    MIGRATE: 'false',
+    REDIS_CLUSTER_NODES: seedNodes,
+    REDIS_WAIT_REPLICAS: '1',
+    REDIS_WAIT_TIMEOUT_MS: '200',
+    CONSUMER_NAME: name,
+    RECONCILE_INTERVAL_MS: '1000',
+    RATE_LIMIT_ANON_PER_SECOND: '0',
+    RATE_LIMIT_USER_PER_SECOND: '0',
+    RATE_LIMIT_ISSUE_PER_SECOND: '0',
+    ...overrides,
+  });
+}
+
 /** Runs src/main.ts from source (as the e2e tests do), or any other command such as `npm start`. */
 export function spawnService(
   env: NodeJS.ProcessEnv,

@@ -1,20 +1,10 @@
 import { requireCheckout, canSeeCoupon } from '../../src/domain/access';
 import { couponStatus, redeemOutcome, validateOrderId, validateRevokeReason } from '../../src/domain/coupon-rules';
-import { ForbiddenError, InputError, UnauthenticatedError } from '../../src/domain/errors';
+import { ForbiddenError, UnauthenticatedError } from '../../src/domain/errors';
 import { isCouponCode, newCouponCode } from '../../src/domain/identifiers';
 import type { Caller, Coupon, CouponState } from '../../src/domain/types';
+import { at, fieldOf, now } from '../helpers/rules';
 
-const now = new Date('2026-12-01T12:00:00Z');
-const at = (offsetMs: number) => new Date(now.getTime() + offsetMs);
-
-function fieldOf(fn: () => unknown): string | null {
-  try {
-    fn();
-    return null;
-  } catch (error) {
-    return error instanceof InputError ? error.field : 'not an InputError';
-  }
-}
 
 const active: CouponState = { status: 'ACTIVE', validUntil: null, redeemedAt: null, orderId: null };
 

@@ -1,18 +1,7 @@
-import { InputError } from '../../src/domain/errors';
 import { promotionStatus, validateAdminIdempotencyKey, validateIdempotencyKey, validateListSize, validateNewPromotion, validateStockAmount } from '../../src/domain/promotion-rules';
 import type { PromotionRecord } from '../../src/domain/types';
+import { at, fieldOf, now } from '../helpers/rules';
 
-const now = new Date('2026-12-01T12:00:00Z');
-const at = (offsetMs: number) => new Date(now.getTime() + offsetMs);
-
-function fieldOf(fn: () => unknown): string | null {
-  try {
-    fn();
-    return null;
-  } catch (error) {
-    return error instanceof InputError ? error.field : 'not an InputError';
-  }
-}
 
 describe('promotion rules', () => {
   test('When a new promotion omits perUserLimit and startsAt, then they default to 1 and now', () => {
