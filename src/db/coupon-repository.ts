@@ -1,6 +1,7 @@
 import { newCouponCodes, newCouponId } from '../domain/identifiers';
 import type { CouponRepository } from '../domain/ports';
 import type { Coupon, QueuedRequest, StoredCouponStatus } from '../domain/types';
+import type { Prisma } from '../generated/prisma/client';
 import type { Db } from './client';
 
 /** A coupon row with what its state needs (validUntil is the promotion's). */
@@ -18,19 +19,7 @@ const WITH_STATE = {
   promotion: { select: { couponValidUntil: true } },
 } as const;
 
-const withState = (row: {
-  id: string;
-  code: string;
-  promotionId: string;
-  userId: string;
-  requestId: string;
-  requestedAt: Date;
-  issuedAt: Date;
-  status: string;
-  orderId: string | null;
-  redeemedAt: Date | null;
-  promotion: { couponValidUntil: Date | null };
-}): Coupon => ({
+const withState = (row: Prisma.CouponGetPayload<{ select: typeof WITH_STATE }>): Coupon => ({
   id: row.id,
   code: row.code,
   promotionId: row.promotionId,
