@@ -61,10 +61,8 @@ export function createRedis(target: RedisTarget, connectionName: string): Script
   if (typeof target !== 'string') {
     const cluster = new Cluster(target.clusterNodes, clusterOptions(connectionName, commandOptions));
     // Each node connection coalesces its own writes (see coalesceWrites): commands reach nodes through them.
-    cluster.on('+node', (node: Redis) => {
-      coalesceWrites(node);
-      countAskRedirects(cluster, node);
-    });
+    cluster.on('+node', (node: Redis) => coalesceWrites(node));
+    watchAskRedirects(cluster);
     return defineScripts(cluster);
   }
   const redis = new Redis(target, { ...commandOptions, connectionName, lazyConnect: true });
@@ -107,10 +105,17 @@ export function askRedirectsOf(cluster: Cluster, slot: number): number {
   return askRedirects.get(cluster)?.get(slot) ?? 0;
 }
 
+/** Starts counting a cluster client's ASK redirections (see askRedirectsOf); calling it again does nothing. */
+export function watchAskRedirects(cluster: Cluster): void {
+  if (askRedirects.has(cluster)) return;
+  const counts = new Map<number, number>();
+  askRedirects.set(cluster, counts);
+  for (const node of cluster.nodes('all')) countAskRedirects(counts, node);
+  cluster.on('+node', (node: Redis) => countAskRedirects(counts, node));
+}
+
 /** ioredis sends ASKING on the target node, then the redirected command: counted per slot. */
-function countAskRedirects(cluster: Cluster, node: Redis): void {
-  if (!askRedirects.has(cluster)) askRedirects.set(cluster, new Map());
-  const counts = askRedirects.get(cluster) as Map<number, number>;
+function countAskRedirects(counts: Map<number, number>, node: Redis): void {
   let asking = false;
   const send = node.sendCommand.bind(node);
   node.sendCommand = (...args: Parameters<Redis['sendCommand']>) => {

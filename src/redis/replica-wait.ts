@@ -1,7 +1,7 @@
 import calculateSlot from 'cluster-key-slot';
 import { Cluster, type Redis } from 'ioredis';
 import { UnavailableError } from '../domain/errors';
-import { askRedirectsOf } from './client';
+import { askRedirectsOf, watchAskRedirects } from './client';
 
 /**
  * Redis WAIT: a write counts only once replicas hold it, so a failover cannot take it back. WAIT cannot run
@@ -59,7 +59,9 @@ export class ReplicaWaiter {
     /** The client whose writes are confirmed: WAIT goes to its node connections. */
     readonly redis: Redis | Cluster,
     private readonly options: ReplicaWaitOptions,
-  ) {}
+  ) {
+    if (redis instanceof Cluster) watchAskRedirects(redis);
+  }
 
   /** Whether confirm() may wait at all. */
   get enabled(): boolean {
