@@ -79,7 +79,12 @@ export class PrismaCouponRepository implements CouponRepository {
     const where = promotionId ? { userId, promotionId } : { userId };
     const rows = await this.db.coupon.findMany({
       where: cursor
-        ? { ...where, OR: [{ issuedAt: { lt: cursor.issuedAt } }, { issuedAt: cursor.issuedAt, id: { lt: cursor.id } }] }
+        ? {
+            ...where,
+            // The redundant bound lets the index seek to the cursor instead of filtering every row before it.
+            issuedAt: { lte: cursor.issuedAt },
+            OR: [{ issuedAt: { lt: cursor.issuedAt } }, { issuedAt: cursor.issuedAt, id: { lt: cursor.id } }],
+          }
         : where,
       orderBy: [{ issuedAt: 'desc' }, { id: 'desc' }],
       take: limit,
