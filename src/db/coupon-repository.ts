@@ -61,9 +61,20 @@ export class PrismaCouponRepository implements CouponRepository {
     return row ? withState(row) : null;
   }
 
-  async listByUser(userId: string, promotionId: string | null, limit: number): Promise<Coupon[]> {
+  async listByUser(userId: string, promotionId: string | null, limit: number, after: string | null): Promise<Coupon[]> {
+    const cursor = after ? await this.db.coupon.findUnique({ where: { id: after }, select: { userId: true, promotionId: true, issuedAt: true, id: true } }) : null;
+    // A cursor that is not one of this list's rows gives an empty page, as deadLetters does.
+    if (after && (!cursor || cursor.userId !== userId || (promotionId !== null && cursor.promotionId !== promotionId))) return [];
+    const where = promotionId ? { userId, promotionId } : { userId };
     const rows = await this.db.coupon.findMany({
-      where: promotionId ? { userId, promotionId } : { userId },
+      where: cursor
+        ? {
+            ...where,
+            // The redundant bound lets the index seek to the cursor instead of filtering every row before it.
+            issuedAt: { lte: cursor.issuedAt },
+            OR: [{ issuedAt: { lt: cursor.issuedAt } }, { issuedAt: cursor.issuedAt, id: { lt: cursor.id } }],
+          }
+        : where,
       orderBy: [{ issuedAt: 'desc' }, { id: 'desc' }],
       take: limit,
       select: WITH_STATE,

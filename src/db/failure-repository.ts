@@ -37,6 +37,8 @@ export class PrismaFailureRepository implements FailureRepository {
       where: cursor
         ? {
             promotionId,
+            // The redundant bound lets the index seek to the cursor instead of filtering every row before it.
+            failedAt: { lte: cursor.failedAt },
             OR: [{ failedAt: { lt: cursor.failedAt } }, { failedAt: cursor.failedAt, requestId: { lt: cursor.requestId } }],
           }
         : { promotionId },

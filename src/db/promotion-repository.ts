@@ -47,7 +47,14 @@ export class PrismaPromotionRepository implements PromotionRepository {
     const after = options.after;
     const rows = await this.db.promotion.findMany({
       where: after
-        ? { AND: [where, { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] }] }
+        ? {
+            AND: [
+              where,
+              // The redundant bound lets the index seek to the cursor instead of filtering every row before it.
+              { createdAt: { lte: after.createdAt } },
+              { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] },
+            ],
+          }
         : where,
       orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
       take: options.limit,

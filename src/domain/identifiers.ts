@@ -26,6 +26,11 @@ export function isPromotionId(value: string): boolean {
   return UUID.test(value);
 }
 
+/** Coupon ids are UUIDs too (the column's type): anything else names no coupon. */
+export function isCouponId(value: string): boolean {
+  return UUID.test(value);
+}
+
 /** A code this service could have made: anything else names no coupon (and is not looked up). */
 export function isCouponCode(value: string): boolean {
   return COUPON_CODE.test(value);

@@ -1,11 +1,11 @@
 import { canSee, requireAdmin, requireUser } from './access';
 import { NotFoundError } from './errors';
-import { isPromotionId, newRequestId, promotionIdOfRequest } from './identifiers';
+import { isCouponId, isPromotionId, newRequestId, promotionIdOfRequest } from './identifiers';
 import type { CouponRepository, FailureRepository, FeedEvent, FeedListener, IssuanceEvents, ReservationStore } from './ports';
 import { validateIdempotencyKey, validatePageSize } from './promotion-rules';
 import type { Caller, Coupon, DeadLetter, Issuance, IssueOutcome, IssueResult } from './types';
 
-export const MY_COUPONS_LIMIT = 1000;
+export const MY_COUPONS_LIMIT = 500;
 export const DEAD_LETTERS_LIMIT = 500;
 
 const isFinal = (issuance: Issuance): boolean => issuance.status !== 'QUEUED';
@@ -64,10 +64,12 @@ export class IssuanceService {
     return found && canSee(user, found.userId) ? found : null;
   }
 
-  async myCoupons(caller: Caller | null, promotionId?: string | null): Promise<Coupon[]> {
+  async myCoupons(caller: Caller | null, promotionId: string | null, first: number, after: string | null): Promise<Coupon[]> {
     const user = requireUser(caller);
+    const limit = validatePageSize(first, MY_COUPONS_LIMIT);
     if (promotionId != null && !isPromotionId(promotionId)) return [];
-    return this.coupons.listByUser(user.userId, promotionId ?? null, MY_COUPONS_LIMIT);
+    if (after != null && !isCouponId(after)) return [];
+    return this.coupons.listByUser(user.userId, promotionId ?? null, limit, after ?? null);
   }
 
   /** Admin: the promotion's requests that ended FAILED, newest first, kept in PostgreSQL. */

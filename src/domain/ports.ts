@@ -46,7 +46,8 @@ export interface UserHoldings {
 
 export interface CouponRepository {
   findByRequestId(requestId: string): Promise<Coupon | null>;
-  listByUser(userId: string, promotionId: string | null, limit: number): Promise<Coupon[]>;
+  /** Newest first, (issuedAt, id) descending; `after`: a coupon id, the page starts strictly after it. */
+  listByUser(userId: string, promotionId: string | null, limit: number, after: string | null): Promise<Coupon[]>;
   /**
    * Stores one coupon per request, in one statement; harmless when repeated (unique requestId).
    * Returns the stored coupon of every request, the ones stored earlier included; a request recorded as

@@ -1,7 +1,7 @@
 import { requireAdmin } from './access';
 import { InputError, NotFoundError } from './errors';
 import { isPromotionId, newPromotionId } from './identifiers';
-import type { Clock, PromotionLiveState, PromotionRepository, PromotionWindowFilter, ReservationStore } from './ports';
+import type { Clock, PromotionCursor, PromotionLiveState, PromotionRepository, PromotionWindowFilter, ReservationStore } from './ports';
 import {
   promotionStatus,
   validateAdminIdempotencyKey,
@@ -33,6 +33,9 @@ export interface ReconcileReport {
   /** Promotions whose repair failed this time; the next pass tries them again. */
   failed: { promotionId: string; error: unknown }[];
 }
+
+/** Open promotions read per round when filtering ACTIVE or SOLD_OUT by their live stock. */
+const READ_AHEAD = 100;
 
 const WINDOW_OF_STATUS: Record<PromotionStatus, PromotionWindowFilter> = {
   SCHEDULED: 'SCHEDULED',
@@ -72,21 +75,34 @@ export class PromotionService {
     return record ? (await this.views([record]))[0] ?? null : null;
   }
 
-  async list(status: PromotionStatus | null, first: number): Promise<PromotionView[]> {
+  /**
+   * Newest first, (createdAt, id) descending; `after` is the last id of the previous page and the page starts
+   * strictly after it, whatever that promotion's status is now. An id that names no promotion gives an empty
+   * page, as deadLetters does.
+   */
+  async list(status: PromotionStatus | null, first: number, after: string | null = null): Promise<PromotionView[]> {
     const limit = validateListSize(first);
     const now = this.clock.now();
-    if (status === null) return this.views(await this.promotions.list({ now, limit }));
+    let cursor: PromotionCursor | undefined;
+    if (after !== null) {
+      const found = isPromotionId(after) ? await this.promotions.findById(after) : null;
+      if (!found) return [];
+      cursor = { createdAt: found.createdAt, id: found.id };
+    }
+    if (status === null) return this.views(await this.promotions.list({ now, limit, after: cursor }));
     const window = WINDOW_OF_STATUS[status];
-    if (window !== 'OPEN') return this.views(await this.promotions.list({ now, limit, window }));
-    // ACTIVE and SOLD_OUT differ only by live stock in Redis: page through open promotions and filter.
+    if (window !== 'OPEN') return this.views(await this.promotions.list({ now, limit, window, after: cursor }));
+    // ACTIVE and SOLD_OUT differ only by live stock in Redis: read ahead through open promotions and filter.
+    // The page ends at the last promotion it returns, so the next page resumes right after it: the ones read
+    // ahead but not returned are read again then, none is skipped or repeated.
     const found: PromotionView[] = [];
-    let after: PromotionRecord | undefined;
     for (;;) {
-      const page = await this.promotions.list({ now, limit: 100, window, after });
+      const page = await this.promotions.list({ now, limit: READ_AHEAD, window, after: cursor });
       const views = await this.views(page);
       found.push(...views.filter((v) => v.status === status));
-      after = page[page.length - 1];
-      if (found.length >= limit || page.length < 100 || !after) return found.slice(0, limit);
+      const last = page[page.length - 1];
+      if (found.length >= limit || page.length < READ_AHEAD || !last) return found.slice(0, limit);
+      cursor = last;
     }
   }
 

@@ -94,8 +94,8 @@ class GatedCoupons implements CouponRepository {
     return this.inner.findByRequestId(requestId);
   }
 
-  listByUser(userId: string, promotionId: string | null, limit: number) {
-    return this.inner.listByUser(userId, promotionId, limit);
+  listByUser(userId: string, promotionId: string | null, limit: number, after: string | null) {
+    return this.inner.listByUser(userId, promotionId, limit, after);
   }
 }
 

@@ -1,4 +1,4 @@
-import { Arg, Args, ArgsType, Ctx, Field, ID, Mutation, Query, Resolver, Root, Subscription } from 'type-graphql';
+import { Arg, Args, ArgsType, Ctx, Field, ID, Int, Mutation, Query, Resolver, Root, Subscription } from 'type-graphql';
 import type { IssuanceService } from '../../domain/issuance-service';
 import type { Issuance } from '../../domain/types';
 import type { GraphQLContext } from '../context';
@@ -32,12 +32,14 @@ export class IssuanceResolver {
     return this.issuanceService.issuance(ctx.caller, requestId) as Promise<IssuanceType | null>;
   }
 
-  @Query(() => [CouponType], { description: "the caller's coupons, newest first" })
+  @Query(() => [CouponType], { description: "the caller's coupons, newest first, first <= 500" })
   myCoupons(
     @Arg('promotionId', () => ID, { nullable: true }) promotionId: string | null,
+    @Arg('first', () => Int, { nullable: true, defaultValue: 50 }) first: number | null,
+    @Arg('after', () => ID, { nullable: true }) after: string | null,
     @Ctx() ctx: GraphQLContext,
   ): Promise<CouponType[]> {
-    return this.issuanceService.myCoupons(ctx.caller, promotionId);
+    return this.issuanceService.myCoupons(ctx.caller, promotionId ?? null, first ?? 50, after ?? null);
   }
 
   @Subscription(() => IssuanceType, {

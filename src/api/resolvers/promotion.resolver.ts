@@ -15,12 +15,16 @@ export class PromotionResolver {
     return this.promotionService.get(id) as Promise<PromotionType | null>;
   }
 
-  @Query(() => [PromotionType], { description: 'public, newest first, first <= 100' })
+  @Query(() => [PromotionType], {
+    description: 'public, newest first, first <= 100; after = the last id of the previous page',
+  })
   promotions(
     @Arg('status', () => PromotionStatusEnum, { nullable: true }) status: PromotionStatusEnum | null,
     @Arg('first', () => Int, { nullable: true, defaultValue: 20 }) first: number | null,
+    @Arg('after', () => ID, { nullable: true }) after: string | null,
   ): Promise<PromotionType[]> {
-    return this.promotionService.list((status ?? null) as PromotionStatus | null, first ?? 20) as Promise<PromotionType[]>;
+    const list = this.promotionService.list((status ?? null) as PromotionStatus | null, first ?? 20, after ?? null);
+    return list as Promise<PromotionType[]>;
   }
 
   @Mutation(() => PromotionType, { description: 'admin' })
