@@ -139,9 +139,10 @@ function wantsHtml(req: IncomingMessage): boolean {
 export function createRequestHandler(deps: HttpDeps): RequestListener {
   const preflight = corsPreflight(deps.corsAllowHeaders);
   /** Anonymous traffic from one address over its rate: refused whole, before any other work. */
-  async function anonymousRefused(req: IncomingMessage, res: ServerResponse, ip: string): Promise<boolean> {
+  async function anonymousRefused(res: ServerResponse, ip: string, exchange: HttpExchange): Promise<boolean> {
     const wait = await deps.rateLimits.anonymous(ip);
     if (wait === 0) return false;
+    exchange.code = 'RATE_LIMITED';
     refuseWhole(res, 429, 'RATE_LIMITED', 'Too many requests from this address: try again later', wait);
     return true;
   }
@@ -178,7 +179,7 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
       if (!(error instanceof UnauthenticatedError)) throw error;
       exchange.code = 'UNAUTHENTICATED';
       // A bad token earns no more than no token: it counts against the address's anonymous rate.
-      if (await anonymousRefused(req, res, ip)) return;
+      if (await anonymousRefused(res, ip, exchange)) return;
       return sendJson(res, 401, { errors: [{ message: error.message, extensions: { code: 'UNAUTHENTICATED' } }] });
     }
     exchange.user = caller?.userId ?? null;
@@ -235,7 +236,7 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
     // Before anything is written, so every answer carries them: GraphQL's, the early refusals, the probes.
     allowOrigin(req, res, deps.corsOrigins);
     const ip = deps.rateLimits.clientIp(req);
-    if (!req.headers.authorization && deps.rateLimits.appliesTo(path) && (await anonymousRefused(req, res, ip))) return;
+    if (!req.headers.authorization && deps.rateLimits.appliesTo(path) && (await anonymousRefused(res, ip, exchange))) return;
     switch (path) {
       case '/graphql':
         return handleGraphQL(req, res, search, ip, exchange);

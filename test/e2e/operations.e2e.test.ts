@@ -181,6 +181,8 @@ describe('CORS', () => {
     expect(r.headers.get('access-control-allow-origin')).toBe(ORIGIN);
     expect(r.headers.get('access-control-expose-headers')?.split(/,\s*/)).toEqual(expect.arrayContaining(['retry-after', 'x-request-id']));
     expect(r.headers.get('x-request-id')).toBe(`anon-${statuses.length - 1}`);
+    const [line] = await linesOf(`anon-${statuses.length - 1}`, 'http request');
+    expect(line).toMatchObject({ level: 'info', status: 429, code: 'RATE_LIMITED' });
   });
 
   test('When the body is too large (413), then the refusal carries CORS headers and the id', async () => {
