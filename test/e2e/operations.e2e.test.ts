@@ -77,9 +77,9 @@ async function post(body: unknown, headers: Record<string, string> = {}): Promis
 
 const signedIn = (token: string) => ({ authorization: `Bearer ${token}` });
 
-async function createPromotion(): Promise<string> {
+async function createPromotion(totalStock = 100): Promise<string> {
   const r = await post(
-    { query: print(CreatePromotionDocument), variables: { input: { name: 'ops', totalStock: 100, endsAt: new Date(Date.now() + 3600_000).toISOString() } } },
+    { query: print(CreatePromotionDocument), variables: { input: { name: 'ops', totalStock, endsAt: new Date(Date.now() + 3600_000).toISOString() } } },
     signedIn(admin),
   );
   return ((await r.json()) as { data: { createPromotion: { id: string } } }).data.createPromotion.id;
@@ -225,7 +225,11 @@ describe('access log', () => {
       const r = await post(issue, { ...signedIn(await tokenFor(`buyer-${i}`)), 'x-request-id': `issue-ok-${i}` });
       expect(((await r.json()) as { data: { issueCoupon: { outcome: string } } }).data.issueCoupon.outcome).toBe('QUEUED');
     }
-    // An outcome such as NOT_FOUND is data, not an error: a sold-out rush is the hot path too.
+    // An outcome such as SOLD_OUT or NOT_FOUND is data, not an error: a sold-out rush is the hot path too.
+    const soldOut = await createPromotion(3);
+    for (let i = 0; i < 5; i++) {
+      await post({ query: print(IssueCouponDocument), variables: { promotionId: soldOut } }, { ...signedIn(await tokenFor(`rush-${i}`)), 'x-request-id': `issue-ok-rush-${i}` });
+    }
     await post({ query: print(IssueCouponDocument), variables: { promotionId: 'no-such' } }, { ...signedIn(alice), 'x-request-id': 'issue-ok-not-found' });
     const bad = await post({ query: print(IssueCouponDocument), variables: { promotionId, idempotencyKey: 'bad\u0001key' } }, { ...signedIn(alice), 'x-request-id': 'issue-bad' });
     expect(bad.status).toBe(200);
