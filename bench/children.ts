@@ -37,11 +37,14 @@ function track(name: string, child: ChildProcess): Child {
   return { name, pid: child.pid, exited, tail: () => lines.join('\n'), process: child };
 }
 
-/** The pino level of a JSON log line, or Infinity for anything else (always shown). */
+const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
+
+/** The pino level of a JSON log line (a label, or a number from other loggers), or Infinity for anything else (always shown). */
 function quietLevel(line: string): number {
-  if (!line.startsWith('{"level":')) return Infinity;
-  const level = Number(/^\{"level":(\d+)/.exec(line)?.[1]);
-  return Number.isFinite(level) ? level : Infinity;
+  const match = /^\{"level":(?:"(\w+)"|(\d+))/.exec(line);
+  if (!match) return Infinity;
+  const level = match[1] !== undefined ? LEVELS[match[1]] : Number(match[2]);
+  return level !== undefined && Number.isFinite(level) ? level : Infinity;
 }
 
 const hasExited = (child: Child) => child.process.exitCode !== null || child.process.signalCode !== null;

@@ -3,7 +3,8 @@ import { Authenticator } from './api/auth';
 import { RateLimits } from './api/rate-limits';
 import type { GraphQLContext } from './api/context';
 import { createGraphQLServer, type GraphQLServer } from './api/graphql-server';
-import { createRequestHandler, listeningPort, type Readiness } from './api/http-server';
+import { createServer, type Server } from 'node:http';
+import { createMetricsHandler, createRequestHandler, listeningPort, type Readiness } from './api/http-server';
 import { createLimitedHttpServer } from './api/limits';
 import { createSchema } from './api/schema';
 import type { Config } from './config';
@@ -22,6 +23,7 @@ import { PromotionService } from './domain/promotion-service';
 import type { Caller } from './domain/types';
 import type { Logger } from './logger';
 import { Metrics } from './metrics';
+import { AccessLog, knownOperations } from './ops/access-log';
 import { RedisStateGuard } from './ops/state-guard';
 import { runEvery } from './periodic';
 import { connectRedis, createDedicatedRedis, createRedis, isCluster, redisTarget } from './redis/client';
@@ -38,6 +40,8 @@ import type { ScriptedRedis } from './redis/scripts';
 export interface RunningApp {
   port: number;
   url: string;
+  /** METRICS_PORT's server, when set. */
+  metricsUrl: string | null;
   metrics: Metrics;
   promotions: PromotionService;
   issuance: IssuanceService;
@@ -101,6 +105,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   await Promise.all(redisClients.map((c) => connectRedis(c)));
 
   const metrics = new Metrics(() => readQueueDepth(redis, keys));
+  const accessLog = new AccessLog(logger, metrics);
   const statusTtlMs = config.statusTtlSeconds * 1000;
   const rates = config.rateLimits;
   const writes = new ReplicaWaiter(writer, { required: config.redisWaitReplicas, timeoutMs: config.redisWaitTimeoutMs });
@@ -182,11 +187,13 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const context = (caller: Caller | null, clientIp: string | null): GraphQLContext => ({ caller, clientIp, issuance });
   const onInternalError = (error: unknown) => logger.error({ err: error }, 'internal error');
 
+  const metricsText = { contentType: metrics.registry.contentType, text: () => metrics.registry.metrics() };
   // The server exists before its handler: Apollo's drain plugin and the WebSocket server attach to it.
   const httpServer = createLimitedHttpServer(config.limits);
   let graphqlServer: GraphQLServer | null = null;
   if (servesApi) {
     const schema = await createSchema({ promotions, issuance, audit, coupons });
+    accessLog.knowOperations(knownOperations(schema));
     graphqlServer = await createGraphQLServer({
       schema,
       httpServer,
@@ -198,6 +205,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
       translateError: unavailableWhenRedisDown,
       limits: config.limits,
       rateLimits,
+      accessLog,
     });
   }
   httpServer.on(
@@ -206,9 +214,10 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
       graphql: graphqlServer ? { apollo: graphqlServer.apollo, fastPath: graphqlServer.fastPath, authenticator, context } : null,
       rateLimits,
       readiness,
-      metrics: { contentType: metrics.registry.contentType, text: () => metrics.registry.metrics() },
-      onError: onInternalError,
+      metrics: config.metricsPort === null ? metricsText : null,
+      accessLog,
       corsOrigins: config.corsOrigins,
+      corsAllowHeaders: config.corsAllowHeaders,
       limits: config.limits,
     }),
   );
@@ -239,8 +248,19 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     httpServer.listen({ port: config.port, host: config.host, backlog: 4096 }, () => resolve());
   });
   const port = listeningPort(httpServer);
-  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-  logger.info({ url, role: config.role }, 'coupon issuance service started');
+  const hostInUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const url = `http://${hostInUrl}:${port}`;
+  let metricsServer: Server | null = null;
+  if (config.metricsPort !== null) {
+    const server = createServer(createMetricsHandler(metricsText, onInternalError));
+    metricsServer = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port: config.metricsPort ?? 0, host: config.host }, () => resolve());
+    });
+  }
+  const metricsUrl = metricsServer ? `http://${hostInUrl}:${listeningPort(metricsServer)}/metrics` : null;
+  logger.info({ url, role: config.role, metricsUrl: metricsUrl ?? undefined }, 'coupon issuance service started');
   // A failed run is reported and retried at the next interval: the repair is the same whenever it happens.
   const reconciler = runEvery(config.reconcileIntervalMs, () =>
     stateGuard.pass().catch((error: unknown) => {
@@ -273,6 +293,11 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
         await step('closing http', () => new Promise<void>((resolve) => httpServer.close(() => resolve())));
       }
       await step('stopping the consumer', async () => consumer?.stop());
+      if (metricsServer) {
+        const server = metricsServer;
+        server.closeIdleConnections();
+        await step('closing metrics', () => new Promise<void>((resolve) => server.close(() => resolve())));
+      }
       await step('finishing a rebuild', () => stateGuard.settle());
       eventBus?.close();
       // The consumer's reader is already closed by its stop (that is how a blocking read is cut short).
@@ -283,5 +308,5 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     })());
 
   const fastPathAnswers = () => graphqlServer?.fastPath.answered ?? 0;
-  return { port, url, metrics, promotions, issuance, consumer, audit, fastPathAnswers, stop };
+  return { port, url, metricsUrl, metrics, promotions, issuance, consumer, audit, fastPathAnswers, stop };
 }

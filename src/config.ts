@@ -48,6 +48,13 @@ const schema = z
       .string()
       .regex(/^(\*|https?:\/\/[^\s,]+(,https?:\/\/[^\s,]+)*)$/, 'must be * or a comma-separated list of http(s) origins')
       .default('*'),
+    // Request headers a browser may send besides those always allowed (http-server.ts): tracing, client ids.
+    CORS_ALLOW_HEADERS: z
+      .string()
+      .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$/, 'must be a comma-separated list of header names')
+      .optional(),
+    // A second port for /metrics alone, so scrapes stay off the public port.
+    METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
     // Identity (API.md "Identity"): an identity provider's keys instead of the shared secret, and claim checks.
     JWT_JWKS_URL: z.string().regex(/^https?:\/\/\S+$/, 'must be an http(s):// URL').optional(),
     JWT_ISSUER: optionalText,
@@ -116,6 +123,10 @@ export interface Config {
   reconcileIntervalMs: number;
   /** Browser origins allowed to call /graphql: '*' (tokens travel in a header, never in cookies) or a list. */
   corsOrigins: '*' | string[];
+  /** Extra request headers allowed by CORS, lower case (CORS_ALLOW_HEADERS). */
+  corsAllowHeaders: string[];
+  /** When set, /metrics is served on this port only, and the public port answers 404 for it. */
+  metricsPort: number | null;
   jwt: { jwksUrl?: string; issuer?: string; audience?: string; rolesClaim: string };
   /** Calls a second (0: off). issue*: inside the reservation script; user/anon: at the edge (api/rate-limits.ts). */
   rateLimits: { issuePerSecond: number; issueBurst: number; issuePerIpPerSecond: number; userPerSecond: number; anonPerSecond: number };
@@ -185,6 +196,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     corsOrigins: e.CORS_ORIGINS === '*' ? '*' : e.CORS_ORIGINS.split(','),
+    corsAllowHeaders: e.CORS_ALLOW_HEADERS ? e.CORS_ALLOW_HEADERS.split(',').map((h) => h.trim().toLowerCase()) : [],
+    metricsPort: e.METRICS_PORT ?? null,
     jwt: { jwksUrl: e.JWT_JWKS_URL, issuer: e.JWT_ISSUER, audience: e.JWT_AUDIENCE, rolesClaim: e.JWT_ROLES_CLAIM },
     rateLimits: {
       issuePerSecond: e.RATE_LIMIT_ISSUE_PER_SECOND,

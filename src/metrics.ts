@@ -9,6 +9,11 @@ export interface QueueDepth {
   deadLetter: number;
 }
 
+/** The routes HTTP requests are counted by: every other path is `other`, so a client cannot grow the label set. */
+export type HttpRoute = '/graphql' | '/healthz' | '/readyz' | '/metrics' | 'other';
+
+const METHODS = new Set(['GET', 'POST', 'OPTIONS', 'HEAD']);
+
 /** Default metrics whose cost grows with the number of open sockets (see the constructor). */
 export const EXPENSIVE_DEFAULT_METRICS = [
   'process_open_fds',
@@ -116,6 +121,37 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private readonly httpDuration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'HTTP requests, from their headers until the answer was written, by method, route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  private readonly graphqlOperations = new Counter({
+    name: 'graphql_operations_total',
+    help: 'GraphQL operations answered over HTTP, by operation name (root field names, else other) and code (ok or the first error code)',
+    labelNames: ['operation', 'code'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly wsConnections = new Gauge({
+    name: 'ws_connections',
+    help: 'open WebSocket connections',
+    registers: [this.registry],
+  });
+
+  private readonly wsSubscriptions = new Gauge({
+    name: 'ws_subscriptions',
+    help: 'running WebSocket subscriptions',
+    registers: [this.registry],
+  });
+
+  // Label children by key: prom-client hashes a label object on every call, which the hot path need not pay.
+  private readonly httpChildren = new Map<string, Histogram.Internal<'method' | 'route' | 'status'>>();
+  private readonly operationChildren = new Map<string, Counter.Internal>();
+
   constructor(queueDepth?: () => Promise<QueueDepth>) {
     collectDefaultMetrics({ register: this.registry });
     // These walk every open socket on each scrape, synchronously (a readdir of /proc/self/fd, an array of
@@ -156,6 +192,36 @@ export class Metrics {
 
   rateLimited(limit: 'issue' | 'user' | 'anonymous'): void {
     this.rateLimitedTotal.inc({ limit });
+  }
+
+  httpRequest(method: string | undefined, route: HttpRoute, status: number, seconds: number): void {
+    const m = method !== undefined && METHODS.has(method) ? method : 'other';
+    const key = `${m} ${route} ${status}`;
+    let child = this.httpChildren.get(key);
+    if (!child) {
+      child = this.httpDuration.labels({ method: m, route, status: String(status) });
+      this.httpChildren.set(key, child);
+    }
+    child.observe(seconds);
+  }
+
+  /** `operation` is already bounded by the caller (ops/access-log.ts); codes are the API's error codes. */
+  graphqlOperation(operation: string, code: string): void {
+    const key = `${operation} ${code}`;
+    let child = this.operationChildren.get(key);
+    if (!child) {
+      child = this.graphqlOperations.labels({ operation, code });
+      this.operationChildren.set(key, child);
+    }
+    child.inc();
+  }
+
+  wsConnection(delta: 1 | -1): void {
+    this.wsConnections.inc(delta);
+  }
+
+  wsSubscription(delta: 1 | -1): void {
+    this.wsSubscriptions.inc(delta);
   }
 
   rateLimiterFallback(): void {

@@ -1,5 +1,6 @@
 import type { IssuanceService } from '../domain/issuance-service';
 import type { Caller } from '../domain/types';
+import type { HttpExchange } from '../ops/access-log';
 
 /**
  * What every operation receives: who is calling, and the one service a subscription's subscribe function
@@ -10,4 +11,6 @@ export interface GraphQLContext {
   /** The client's address (api/limits.ts clientIp), for the optional per-IP issueCoupon limit. */
   clientIp: string | null;
   issuance: IssuanceService;
+  /** Over HTTP through Apollo: the request's access-log record, which the access plugin fills in. */
+  exchange?: HttpExchange;
 }

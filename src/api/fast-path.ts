@@ -17,6 +17,7 @@ import type { EdgeLimits } from '../config';
 import type { Caller } from '../domain/types';
 import { assertOperationComplexity } from './complexity';
 import type { GraphQLContext } from './context';
+import { firstErrorCode, issuesCoupon } from '../ops/access-log';
 import { parseOptions, validationRules } from './limits';
 import type { RateLimits } from './rate-limits';
 
@@ -56,12 +57,20 @@ export interface GraphQLAnswer {
   status: number;
   headers: [string, string][];
   body: string;
+  /** For the access log and metrics (ops/access-log.ts): the first error's code, or null. */
+  code?: string | null;
+  /** The operation's name (undefined: not known here); whether it is an issueCoupon. */
+  operationName?: string | null;
+  issue?: boolean;
 }
 
 interface Known {
   document: DocumentNode;
   operation: OperationDefinitionNode;
   operationName: string | undefined;
+  /** What the access log notes of each answer, computed once. */
+  name: string | null;
+  issue: boolean;
 }
 
 /** What Apollo answers for each Accept value it may receive here (its chooseContentTypeForSingleResultResponse). */
@@ -143,13 +152,19 @@ export class FastPath {
       await rateLimits.operation(caller, known.operation, 'http');
     } catch (error) {
       this.answered++;
-      return this.respond(contentType, { errors: [ensureGraphQLError(error)] }, true);
+      return this.describe(this.respond(contentType, { errors: [ensureGraphQLError(error)] }, true), known);
     }
     // What Apollo runs (executeIncrementally is graphql-js's execute under graphql 16), with the same arguments.
     const { schema } = this.options;
     const result = await execute({ schema, document: known.document, contextValue: context, variableValues: variables, operationName: known.operationName });
     this.answered++;
-    return this.respond(contentType, result, false);
+    return this.describe(this.respond(contentType, result, false), known);
+  }
+
+  private describe(answer: GraphQLAnswer, known: Known): GraphQLAnswer {
+    answer.operationName = known.name;
+    answer.issue = known.issue;
+    return answer;
   }
 
   /** After Apollo ran a POST body's operation: remember its document, fit for this path or not, if not known yet. */
@@ -175,7 +190,7 @@ export class FastPath {
     } catch {
       return null;
     }
-    return { document, operation, operationName };
+    return { document, operation, operationName, name: operation.name?.value ?? null, issue: issuesCoupon(operation) };
   }
 
   private remember(key: string, compiled: Known | null): void {
@@ -227,7 +242,7 @@ export class FastPath {
     }
     headers.set('content-type', contentType);
     const body = JSON.stringify({ errors, data: result.data, extensions: result.extensions }) + '\n';
-    return { status: status ?? 200, headers: [...headers], body };
+    return { status: status ?? 200, headers: [...headers], body, code: firstErrorCode(errors), operationName: undefined, issue: false };
   }
 }
 

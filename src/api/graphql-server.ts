@@ -26,6 +26,7 @@ import {
   validationRules,
   variableErrors,
 } from './limits';
+import { firstErrorCode, issuesCoupon, upgradeRequestId, type AccessLog } from '../ops/access-log';
 import { closeAtExpiry, serveWebSocket, takeSetAside } from './ws-transport';
 import { retryAfterSeconds, type RateLimits } from './rate-limits';
 
@@ -45,6 +46,8 @@ export interface GraphQLServerOptions {
   limits: EdgeLimits;
   /** Rate limits kept in Redis (rate-limits.ts). */
   rateLimits: RateLimits;
+  /** Connections and subscriptions are logged and counted there (ops/access-log.ts). */
+  accessLog: AccessLog;
 }
 
 export interface GraphQLServer {
@@ -65,6 +68,21 @@ const complexityPlugin: ApolloServerPlugin<GraphQLContext> = {
   },
 };
 
+/** Notes, for the access log, the operation Apollo ran and the first error code it answered. */
+const accessPlugin: ApolloServerPlugin<GraphQLContext> = {
+  async requestDidStart() {
+    return {
+      async willSendResponse({ contextValue, operationName, operation, response }) {
+        const exchange = contextValue.exchange;
+        if (!exchange) return;
+        exchange.operation = operationName ?? null;
+        exchange.issue = operation ? issuesCoupon(operation) : false;
+        exchange.code = response.body.kind === 'single' ? firstErrorCode(response.body.singleResult.errors) : null;
+      },
+    };
+  },
+};
+
 function isAsyncIterable(value: unknown): value is AsyncIterable<ExecutionResult> {
   return typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
 }
@@ -76,7 +94,7 @@ function once(fn: () => Promise<void> | void): () => Promise<void> {
 
 export async function createGraphQLServer(options: GraphQLServerOptions): Promise<GraphQLServer> {
   const formatError = createErrorFormatter({ development: options.development, onInternal: options.onInternalError, translate: options.translateError });
-  const { limits, rateLimits } = options;
+  const { limits, rateLimits, accessLog } = options;
   // Frames get the bound of an HTTP body: no subscribe message needs more. Bigger ones close with 1009.
   const wsServer = new WebSocketServer({
     server: options.httpServer,
@@ -84,19 +102,29 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
     maxPayload: limits.maxBodyBytes,
     // Every upgrade is anonymous until its connection_init: the address's anonymous rate applies, as to HTTP.
     verifyClient: (info, done) => {
+      const requestId = upgradeRequestId(info.req);
+      const refuse = (status: number, message: string, headers: Record<string, string>) => {
+        accessLog.wsRefused(requestId, status);
+        done(false, status, message, { ...headers, 'x-request-id': requestId });
+      };
       rateLimits.anonymous(rateLimits.clientIp(info.req)).then(
-        (wait) => (wait === 0 ? done(true) : done(false, 429, 'Too Many Requests', { 'retry-after': retryAfterSeconds(wait) })),
-        () => done(false, 503, 'Service Unavailable'),
+        (wait) => (wait === 0 ? done(true) : refuse(429, 'Too Many Requests', { 'retry-after': retryAfterSeconds(wait) })),
+        () => refuse(503, 'Service Unavailable', {}),
       );
     },
   });
+  // The upgrade's answer (101) carries the request id too; the connection keeps it for its log lines.
+  wsServer.on('headers', (headers, request) => headers.push(`x-request-id: ${upgradeRequestId(request)}`));
+  // The operation each running subscription was logged with, by the payload graphql-ws holds for its life.
+  const subscriptionNames = new WeakMap<object, string | null>();
   const connections = new WebSocketConnections(limits);
   const rules = validationRules(limits);
   const documents = new DocumentCache();
 
   // Per connection: who it is, from where, whether it holds a connection slot, and the ids of its running
   // subscriptions (queries and mutations do not count).
-  const ws = serveWebSocket<Record<string, unknown> | undefined, { caller: Caller | null; clientIp: string; admitted: boolean; subscriptions: string[] }>(
+  type Extra = { caller: Caller | null; clientIp: string; admitted: boolean; subscriptions: string[]; requestId: string; openedAt: number };
+  const ws = serveWebSocket<Record<string, unknown> | undefined, Extra>(
     {
       schema: options.schema,
       context: (ctx) => options.context(ctx.extra.caller ?? null, ctx.extra.clientIp ?? null),
@@ -186,14 +214,24 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
       // map is done by the backlog (onOperation), so a subscription holds one layer less for its whole life.
       // (The stream holds events, not yet results, until onOperation maps it.)
       subscribe: (args) => createSourceEventStream(args) as Promise<AsyncIterable<ExecutionResult> | ExecutionResult>,
-      onOperation: (ctx, _id, _payload, args, result) => {
+      onOperation: (ctx, id, payload, args, result) => {
         if (!isAsyncIterable(result)) return undefined;
+        const name = getOperationAST(args.document, args.operationName)?.name?.value ?? null;
+        subscriptionNames.set(payload, name);
+        accessLog.subscriptionStarted(ctx.extra.requestId ?? '', id, name, ctx.extra.caller?.userId ?? null);
         return boundedBacklog(
           result as AsyncIterable<unknown>,
           limits.wsMaxBacklog,
           () => ctx.extra.socket.close(CLOSE_BACKLOG_OVERFLOW, 'Subscriber too slow'),
           (event) => execute({ ...args, rootValue: event }),
         );
+      },
+      // Once per operation that ran, whatever ended it (the client, the server, the socket closing).
+      onComplete: (ctx, id, payload) => {
+        if (!subscriptionNames.has(payload)) return;
+        const name = subscriptionNames.get(payload) ?? null;
+        subscriptionNames.delete(payload);
+        accessLog.subscriptionEnded(ctx.extra.requestId ?? '', id, name);
       },
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors ? { ...result, errors: result.errors.map((e) => formatError(e.toJSON(), e)) } : undefined,
@@ -202,7 +240,13 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
     wsServer,
     limits.wsPingIntervalMs,
     options.onInternalError,
-    (extra) => {
+    (extra, request) => {
+      extra.requestId = upgradeRequestId(request);
+      extra.openedAt = performance.now();
+      accessLog.wsOpened(extra.requestId, rateLimits.clientIp(request));
+    },
+    (extra, code) => {
+      accessLog.wsClosed(extra.requestId ?? '', code, extra.caller?.userId ?? null, extra.openedAt ?? performance.now());
       if (!extra.admitted) return;
       extra.admitted = false;
       connections.release(extra.caller ?? null, extra.clientIp ?? '');
@@ -224,6 +268,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
       ApolloServerPluginCacheControlDisabled(),
       complexityPlugin,
       rateLimits.plugin(),
+      accessPlugin,
       // Once Apollo stops it refuses operations: so must the fast path, by leaving them to it.
       { serverWillStart: async () => ({ serverWillStop: async () => fastPath.stop() }) },
     ],

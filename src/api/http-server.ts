@@ -7,6 +7,7 @@ import type { Caller } from '../domain/types';
 import type { Authenticator } from './auth';
 import type { GraphQLContext } from './context';
 import type { FastPath, GraphQLAnswer } from './fast-path';
+import type { AccessLog, HttpExchange } from '../ops/access-log';
 import { graphiqlPage } from './graphiql';
 import { refuseWhole, type RateLimits } from './rate-limits';
 
@@ -26,11 +27,20 @@ export interface HttpDeps {
   /** Rate limits kept in Redis (rate-limits.ts). */
   rateLimits: RateLimits;
   readiness: () => Promise<Readiness>;
-  metrics: { contentType: string; text: () => Promise<string> };
-  onError: (error: unknown) => void;
+  /** null when /metrics is served on a port of its own (METRICS_PORT): then the public port answers 404. */
+  metrics: MetricsText | null;
+  /** Logs and counts every request (ops/access-log.ts); internal errors go to it too. */
+  accessLog: AccessLog;
   corsOrigins: '*' | string[];
+  /** Request headers allowed besides the default ones (CORS_ALLOW_HEADERS). */
+  corsAllowHeaders: string[];
   /** Size bounds and the playground switch (limits.ts). */
   limits: Pick<EdgeLimits, 'maxBodyBytes' | 'playground'>;
+}
+
+export interface MetricsText {
+  contentType: string;
+  text: () => Promise<string>;
 }
 
 const JSON_TYPE = 'application/json; charset=utf-8';
@@ -44,7 +54,11 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
  * Where every GraphQL answer (Apollo's or the fast path's) is written. With its length known the head and body
  * leave in one write; without it node would send the body chunked, in a vectored write of three buffers.
  */
-function finish(res: ServerResponse, answer: GraphQLAnswer): void {
+function finish(res: ServerResponse, answer: GraphQLAnswer, exchange: HttpExchange): void {
+  exchange.answered = true;
+  exchange.code = answer.code ?? null;
+  if (answer.operationName !== undefined) exchange.operation = answer.operationName;
+  if (answer.issue) exchange.issue = true;
   for (const [name, value] of answer.headers) res.setHeader(name, value);
   res.setHeader('content-length', Buffer.byteLength(answer.body));
   res.writeHead(answer.status);
@@ -77,11 +91,24 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<string> {
   });
 }
 
-const CORS_PREFLIGHT = {
+/** What browsers send to a GraphQL API: Apollo Client's client name and version, request ids, tracing (W3C, Sentry). */
+const CORS_ALLOW_HEADERS = [
+  'authorization',
+  'content-type',
+  'apollo-require-preflight',
+  'x-apollo-operation-name',
+  'apollographql-client-name',
+  'apollographql-client-version',
+  'x-request-id',
+  'baggage',
+  'sentry-trace',
+];
+
+const corsPreflight = (extra: string[]) => ({
   'access-control-allow-methods': 'GET, POST, OPTIONS',
-  'access-control-allow-headers': 'authorization, content-type, apollo-require-preflight, x-apollo-operation-name',
+  'access-control-allow-headers': [...new Set([...CORS_ALLOW_HEADERS, ...extra])].join(', '),
   'access-control-max-age': '86400',
-};
+});
 
 /** Headers a browser script may read: when to retry a refusal (429, 503), and the request's id for support. */
 const CORS_EXPOSE = 'retry-after, x-request-id';
@@ -110,21 +137,21 @@ function wantsHtml(req: IncomingMessage): boolean {
  * path is reading the body, one cached token check and Apollo itself (express would halve the throughput).
  */
 export function createRequestHandler(deps: HttpDeps): RequestListener {
+  const preflight = corsPreflight(deps.corsAllowHeaders);
   /** Anonymous traffic from one address over its rate: refused whole, before any other work. */
-  async function anonymousRefused(req: IncomingMessage, res: ServerResponse, ip: string): Promise<boolean> {
+  async function anonymousRefused(res: ServerResponse, ip: string, exchange: HttpExchange): Promise<boolean> {
     const wait = await deps.rateLimits.anonymous(ip);
     if (wait === 0) return false;
-    allowOrigin(req, res, deps.corsOrigins);
+    exchange.code = 'RATE_LIMITED';
     refuseWhole(res, 429, 'RATE_LIMITED', 'Too many requests from this address: try again later', wait);
     return true;
   }
 
-  async function handleGraphQL(req: IncomingMessage, res: ServerResponse, search: string, ip: string): Promise<void> {
+  async function handleGraphQL(req: IncomingMessage, res: ServerResponse, search: string, ip: string, exchange: HttpExchange): Promise<void> {
     const graphql = deps.graphql;
     if (!graphql) return sendJson(res, 404, { error: 'this process runs with ROLE=consumer: no GraphQL here' });
-    allowOrigin(req, res, deps.corsOrigins);
     if (req.method === 'OPTIONS') {
-      res.writeHead(204, CORS_PREFLIGHT);
+      res.writeHead(204, preflight);
       res.end();
       return;
     }
@@ -145,12 +172,17 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
     try {
       caller = await graphql.authenticator.fromAuthorization(req.headers.authorization);
     } catch (error) {
-      if (error instanceof UnavailableError) return refuseWhole(res, 503, 'SERVICE_UNAVAILABLE', error.message, error.retryAfterMs);
+      if (error instanceof UnavailableError) {
+        exchange.code = 'SERVICE_UNAVAILABLE';
+        return refuseWhole(res, 503, 'SERVICE_UNAVAILABLE', error.message, error.retryAfterMs);
+      }
       if (!(error instanceof UnauthenticatedError)) throw error;
+      exchange.code = 'UNAUTHENTICATED';
       // A bad token earns no more than no token: it counts against the address's anonymous rate.
-      if (await anonymousRefused(req, res, ip)) return;
+      if (await anonymousRefused(res, ip, exchange)) return;
       return sendJson(res, 401, { errors: [{ message: error.message, extensions: { code: 'UNAUTHENTICATED' } }] });
     }
+    exchange.user = caller?.userId ?? null;
 
     let body: unknown;
     if (req.method === 'POST') {
@@ -159,12 +191,14 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
         raw = await readBody(req, deps.limits.maxBodyBytes);
       } catch (error) {
         if (!(error instanceof BodyTooLarge)) throw error;
+        exchange.code = 'BAD_USER_INPUT';
         const message = `Request body is larger than ${deps.limits.maxBodyBytes} bytes`;
         return sendJson(res, 413, { errors: [{ message, extensions: { code: 'BAD_USER_INPUT', field: 'body' } }] }, { connection: 'close' });
       }
       try {
         body = raw === '' ? {} : JSON.parse(raw);
       } catch {
+        exchange.code = 'GRAPHQL_PARSE_FAILED';
         return sendJson(res, 400, { errors: [{ message: 'Request body is not valid JSON', extensions: { code: 'GRAPHQL_PARSE_FAILED' } }] });
       }
     }
@@ -172,7 +206,7 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
     // A document already seen, POSTed as JSON, is answered by the fast path exactly as Apollo would answer it.
     if (body !== undefined) {
       const answer = await graphql.fastPath.answer(req.headers, body, caller, ip);
-      if (answer) return finish(res, answer);
+      if (answer) return finish(res, answer, exchange);
     }
     const headers = new HeaderMap();
     for (const [name, value] of Object.entries(req.headers)) {
@@ -180,11 +214,13 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
     }
     const response = await graphql.apollo.executeHTTPGraphQLRequest({
       httpGraphQLRequest: { method: req.method ?? 'GET', headers, search, body },
-      context: async () => graphql.context(caller, ip),
+      // The exchange rides in the context: the access plugin (graphql-server.ts) notes the operation and its code.
+      context: async () => ({ ...graphql.context(caller, ip), exchange }),
     });
     if (response.body.kind === 'complete') {
-      finish(res, { status: response.status ?? 200, headers: [...response.headers], body: response.body.string });
+      finish(res, { status: response.status ?? 200, headers: [...response.headers], body: response.body.string, code: exchange.code }, exchange);
     } else {
+      exchange.answered = true;
       for (const [name, value] of response.headers) res.setHeader(name, value);
       res.writeHead(response.status ?? 200);
       for await (const chunk of response.body.asyncIterator) res.write(chunk);
@@ -196,28 +232,23 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
     if (body !== undefined && (status === 200 || status === 429 || status === 503)) graphql.fastPath.learn(body);
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const path = q < 0 ? url : url.slice(0, q);
-    const search = q < 0 ? '' : url.slice(q);
+  async function handle(req: IncomingMessage, res: ServerResponse, path: string, search: string, exchange: HttpExchange): Promise<void> {
+    // Before anything is written, so every answer carries them: GraphQL's, the early refusals, the probes.
+    allowOrigin(req, res, deps.corsOrigins);
     const ip = deps.rateLimits.clientIp(req);
-    if (!req.headers.authorization && deps.rateLimits.appliesTo(path) && (await anonymousRefused(req, res, ip))) return;
+    if (!req.headers.authorization && deps.rateLimits.appliesTo(path) && (await anonymousRefused(res, ip, exchange))) return;
     switch (path) {
       case '/graphql':
-        return handleGraphQL(req, res, search, ip);
+        return handleGraphQL(req, res, search, ip, exchange);
       case '/healthz':
         return sendJson(res, 200, { status: 'ok' });
       case '/readyz': {
         const readiness = await deps.readiness();
         return sendJson(res, readiness.ok ? 200 : 503, { status: readiness.ok ? 'ready' : 'not ready', ...readiness.checks });
       }
-      case '/metrics': {
-        const text = await deps.metrics.text();
-        res.writeHead(200, { 'content-type': deps.metrics.contentType });
-        res.end(text);
-        return;
-      }
+      case '/metrics':
+        if (!deps.metrics) return sendJson(res, 404, { error: 'not found' });
+        return sendMetrics(res, deps.metrics);
       case '/':
         if (deps.graphql && deps.limits.playground && wantsHtml(req)) {
           res.writeHead(302, { location: '/graphql' });
@@ -230,11 +261,36 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
     }
   }
 
+  const { accessLog } = deps;
   return (req, res) => {
-    handle(req, res).catch((error: unknown) => {
-      deps.onError(error);
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const exchange = accessLog.begin(req, res, path);
+    handle(req, res, path, q < 0 ? '' : url.slice(q), exchange)
+      .catch((error: unknown) => {
+        accessLog.error(error, exchange.id);
+        if (res.headersSent) res.destroy();
+        else sendJson(res, 500, { errors: [{ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
+      })
+      .then(() => accessLog.end(req, res, exchange));
+  };
+}
+
+async function sendMetrics(res: ServerResponse, metrics: MetricsText): Promise<void> {
+  const text = await metrics.text();
+  res.writeHead(200, { 'content-type': metrics.contentType });
+  res.end(text);
+}
+
+/** The handler of METRICS_PORT's server: /metrics only. */
+export function createMetricsHandler(metrics: MetricsText, onError: (error: unknown) => void): RequestListener {
+  return (req, res) => {
+    if (req.url !== '/metrics' && !req.url?.startsWith('/metrics?')) return sendJson(res, 404, { error: 'not found' });
+    sendMetrics(res, metrics).catch((error: unknown) => {
+      onError(error);
       if (res.headersSent) res.destroy();
-      else sendJson(res, 500, { errors: [{ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
+      else sendJson(res, 500, { error: 'internal error' });
     });
   };
 }

@@ -293,8 +293,10 @@ export function serveWebSocket<P extends Record<string, unknown> | undefined, E 
   wsServer: WebSocketServer,
   pingIntervalMs: number,
   onInternalError: (error: unknown) => void,
+  /** Runs when a socket opens, with its upgrade request (which is not kept). */
+  onSocketOpened: (extra: WsExtra & Partial<E>, request: IncomingMessage) => void,
   /** Runs as soon as a socket has closed, before graphql-ws ends its subscriptions: give back what it held. */
-  onSocketClosed: (extra: WsExtra & Partial<E>) => void,
+  onSocketClosed: (extra: WsExtra & Partial<E>, code: number) => void,
 ): { dispose(): Promise<void> } {
   const userOnConnect = options.onConnect;
   const server = makeServer<P, WsExtra & Partial<E>>({
@@ -369,6 +371,11 @@ export function serveWebSocket<P extends Record<string, unknown> | undefined, E 
     socket.on('message', onSocketMessage);
     socket.on('close', onSocketClose); // 'close' comes once: `on` spares the wrapper `once` makes
 
+    try {
+      onSocketOpened(connection as unknown as WsExtra & Partial<E>, request);
+    } catch (error) {
+      onInternalError(error);
+    }
     connection.closed = server.opened(connection, connection as unknown as WsExtra & Partial<E>);
     if (connection.handle) {
       awaitingInit.push({ connection, deadline: performance.now() + CONNECTION_INIT_WAIT_MS });
@@ -384,7 +391,7 @@ export function serveWebSocket<P extends Record<string, unknown> | undefined, E 
     if (connection.expiry >= 0) transport.expiries.remove(connection, connection.expiry);
     connection.request = null;
     try {
-      onSocketClosed(connection as unknown as WsExtra & Partial<E>);
+      onSocketClosed(connection as unknown as WsExtra & Partial<E>, code);
     } catch (error) {
       onInternalError(error);
     }

@@ -103,6 +103,9 @@ function normalized(sent: Sent): Sent {
     headers['content-length'] = Number(headers['content-length']) === Buffer.byteLength(sent.body) ? '<the body>' : `wrong: ${headers['content-length']}`;
   }
   if (headers['retry-after'] !== undefined) headers['retry-after'] = /^[1-9]\d*$/.test(headers['retry-after']) ? '<seconds>' : headers['retry-after'];
+  // Each request gets an id of its own (no x-request-id sent): both paths must give one.
+  const id = headers['x-request-id'];
+  headers['x-request-id'] = id && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id) ? '<generated>' : `wrong: ${id}`;
   return { ...sent, headers, body };
 }
 

@@ -188,7 +188,7 @@ test('When a promotion’s slot moves to another master mid-rush, then stock is 
 function errorsLogged(service: ServiceProcess): string {
   const counts = new Map<string, number>();
   for (const line of service.output().split('\n')) {
-    if (!/"level":[45]0/.test(line) || line.includes('no state marker')) continue;
+    if (!/"level":"(warn|error)"/.test(line) || line.includes('no state marker')) continue;
     const entry = JSON.parse(line) as { msg?: string; err?: { message?: string }; fixed?: { fix: string }[] };
     const message = entry.err?.message ?? '';
     const last = /Last error: ReplyError: (\w+)/.exec(message)?.[1];

@@ -35,10 +35,10 @@ export interface Recorded<T> {
   dispose(): void;
 }
 
-export function wsClient(baseUrl: string, token?: string | null, connectionParams?: Record<string, unknown>): Client {
+export function wsClient(baseUrl: string, token?: string | null, connectionParams?: Record<string, unknown>, webSocketImpl: unknown = WebSocket): Client {
   return createClient({
     url: `${baseUrl.replace(/^http/, 'ws')}/graphql`,
-    webSocketImpl: WebSocket,
+    webSocketImpl,
     connectionParams: connectionParams ?? (token ? { authorization: `Bearer ${token}` } : {}),
     retryAttempts: 0,
     lazy: true,
