@@ -5,7 +5,6 @@ import type { IssueResult, Issuance, PromotionRecord } from '../domain/types';
 import { decodeIssuance } from './issuance-codec';
 import { CONSUMER_GROUP, META_FIELDS, type RedisKeys } from './keys';
 import type { ReplicaWaiter } from './replica-wait';
-import { unavailableWhenRedisDown } from './unavailable';
 import { ISSUE_CODES, ISSUE_RATE_LIMITED, type ScriptedRedis } from './scripts';
 
 const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
@@ -48,15 +47,9 @@ export class RedisReservationStore implements ReservationStore {
     return result;
   }
 
-  async reserve(args: ReserveArgs): Promise<IssueResult> {
-    try {
-      return await this.reserveOnce(args);
-    } catch (error) {
-      throw unavailableWhenRedisDown(error);
-    }
-  }
-
-  private async reserveOnce({ promotionId, userId, requestId, idempotencyKey, clientIp }: ReserveArgs): Promise<IssueResult> {
+  // Redis unreachable or failing over surfaces as SERVICE_UNAVAILABLE through the API's error formatter
+  // (redis/unavailable.ts), for this call as for every other.
+  async reserve({ promotionId, userId, requestId, idempotencyKey, clientIp }: ReserveArgs): Promise<IssueResult> {
     const k = this.keys.promotion(promotionId);
     // Without a known address there is no IP bucket to take from; the per-user one still applies.
     const ipRate = clientIp ? this.limits.perIpPerSecond : 0;

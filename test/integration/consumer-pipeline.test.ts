@@ -262,14 +262,19 @@ test('When a confirmation reaches a subscribed feed, then the time it was sent i
   }
 });
 
+/** Gives each request's status key the wrong type: confirm.lua then fails on the batch holding it. */
+async function breakStatuses(promotionId: string, requestIds: string[]): Promise<void> {
+  for (const id of requestIds) {
+    await redis.del(keys.status(promotionId, id));
+    await redis.set(keys.status(promotionId, id), 'not a hash');
+  }
+}
+
 test('When two batches in hand fail at once, then each failure is reported, not only the first', async () => {
   const p = await newPromotion(2);
   const ids = await queue(p, 2);
   // A status key of the wrong type makes confirm.lua fail for the batch holding that request.
-  for (const id of ids) {
-    await redis.del(keys.status(p.id, id));
-    await redis.set(keys.status(p.id, id), 'not a hash');
-  }
+  await breakStatuses(p.id, ids);
   const coupons = new GatedCoupons(new PrismaCouponRepository(db));
   const errors: unknown[] = [];
   const consumer = await createConsumer({
@@ -298,10 +303,7 @@ test('When batches in hand fail and leave more than one batch of entries pending
   const p = await newPromotion(15);
   const ids = await queue(p, 15);
   // A status key of the wrong type makes confirm.lua fail: three batches of five are stored, then left pending.
-  for (const id of ids) {
-    await redis.del(keys.status(p.id, id));
-    await redis.set(keys.status(p.id, id), 'not a hash');
-  }
+  await breakStatuses(p.id, ids);
   const errors: unknown[] = [];
   const consumer = await createConsumer({
     redisUrl: env.redisUrl,
