@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { ConsumerObserver } from './consumer/stream-consumer';
 import type { IssueOutcome, RedeemOutcome } from './domain/types';
 import type { Logger } from './logger';
@@ -121,19 +121,29 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  private readonly httpDuration = new Histogram({
-    name: 'http_request_duration_seconds',
-    help: 'HTTP requests, from their headers until the answer was written, by method, route and status',
-    labelNames: ['method', 'route', 'status'] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [this.registry],
-  });
+  private readonly httpDuration = new KeyedHistogram(
+    'http_request_duration_seconds',
+    'HTTP requests, from their headers until the answer was written, by method, route and status',
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    this.registry,
+  );
+
+  // Counted in plain numbers by label key, added to the counter when it is scraped (its collect): prom-client
+  // validates and hashes the labels on every inc, even through a child from labels().
+  private readonly operationCounts = new Map<string, { labels: { operation: string; code: string }; pending: number }>();
 
   private readonly graphqlOperations = new Counter({
     name: 'graphql_operations_total',
     help: 'GraphQL operations answered over HTTP, by operation name (root field names, else other) and code (ok or the first error code)',
     labelNames: ['operation', 'code'] as const,
     registers: [this.registry],
+    collect: () => {
+      for (const count of this.operationCounts.values()) {
+        if (count.pending === 0) continue;
+        this.graphqlOperations.inc(count.labels, count.pending);
+        count.pending = 0;
+      }
+    },
   });
 
   private readonly wsConnections = new Gauge({
@@ -147,10 +157,6 @@ export class Metrics {
     help: 'running WebSocket subscriptions',
     registers: [this.registry],
   });
-
-  // Label children by key: prom-client hashes a label object on every call, which the hot path need not pay.
-  private readonly httpChildren = new Map<string, Histogram.Internal<'method' | 'route' | 'status'>>();
-  private readonly operationChildren = new Map<string, Counter.Internal>();
 
   constructor(queueDepth?: () => Promise<QueueDepth>) {
     collectDefaultMetrics({ register: this.registry });
@@ -197,23 +203,15 @@ export class Metrics {
   httpRequest(method: string | undefined, route: HttpRoute, status: number, seconds: number): void {
     const m = method !== undefined && METHODS.has(method) ? method : 'other';
     const key = `${m} ${route} ${status}`;
-    let child = this.httpChildren.get(key);
-    if (!child) {
-      child = this.httpDuration.labels({ method: m, route, status: String(status) });
-      this.httpChildren.set(key, child);
-    }
-    child.observe(seconds);
+    if (!this.httpDuration.observe(key, seconds)) this.httpDuration.add(key, { method: m, route, status: String(status) }, seconds);
   }
 
   /** `operation` is already bounded by the caller (ops/access-log.ts); codes are the API's error codes. */
   graphqlOperation(operation: string, code: string): void {
     const key = `${operation} ${code}`;
-    let child = this.operationChildren.get(key);
-    if (!child) {
-      child = this.graphqlOperations.labels({ operation, code });
-      this.operationChildren.set(key, child);
-    }
-    child.inc();
+    const count = this.operationCounts.get(key);
+    if (count) count.pending++;
+    else this.operationCounts.set(key, { labels: { operation, code }, pending: 1 });
   }
 
   wsConnection(delta: 1 | -1): void {
@@ -260,5 +258,73 @@ export class Metrics {
         if (stage === 'insert') this.batchSize.observe(entries);
       },
     };
+  }
+}
+
+/** One label set's samples: a count per bucket (not cumulative), their sum and their number. */
+interface Series {
+  labels: Record<string, string>;
+  buckets: number[];
+  sum: number;
+  count: number;
+}
+
+/**
+ * A histogram for the per-request path, exported exactly as prom-client's Histogram is (same lines, same order).
+ * prom-client's observe, even through a child from labels(), builds and validates a label object, hashes it into a
+ * string and looks the bucket up by a number turned into a string key, on every call; here a caller's key finds
+ * its series in one Map lookup and the bucket is found by index.
+ */
+export class KeyedHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  private series = new Map<string, Series>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly upperBounds: number[],
+    registry: Registry,
+  ) {
+    // The registry needs only name, get() and reset(), which prom-client's own metrics provide the same way.
+    registry.registerMetric(this as unknown as Metric);
+  }
+
+  /** A sample of the label set named `key`: false, and nothing counted, when that key was never added. */
+  observe(key: string, value: number): boolean {
+    const series = this.series.get(key);
+    if (!series) return false;
+    const bounds = this.upperBounds;
+    let i = 0;
+    while (i < bounds.length && value > (bounds[i] as number)) i++;
+    if (i < bounds.length) (series.buckets[i] as number)++;
+    series.sum += value;
+    series.count++;
+    return true;
+  }
+
+  /** The first sample of a label set: `key` stands for `labels` from now on. */
+  add(key: string, labels: Record<string, string>, value: number): void {
+    this.series.set(key, { labels, buckets: this.upperBounds.map(() => 0), sum: 0, count: 0 });
+    this.observe(key, value);
+  }
+
+  async get() {
+    const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+    for (const { labels, buckets, sum, count } of this.series.values()) {
+      let cumulative = 0;
+      this.upperBounds.forEach((le, i) => {
+        cumulative += buckets[i] as number;
+        values.push({ labels: { le, ...labels }, value: cumulative, metricName: `${this.name}_bucket` });
+      });
+      values.push({ labels: { le: '+Inf', ...labels }, value: count, metricName: `${this.name}_bucket` });
+      values.push({ labels: { ...labels }, value: sum, metricName: `${this.name}_sum` });
+      values.push({ labels: { ...labels }, value: count, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+  }
+
+  reset(): void {
+    this.series = new Map();
   }
 }
