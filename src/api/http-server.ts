@@ -262,18 +262,22 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
   }
 
   const { accessLog } = deps;
+  const failed = (req: IncomingMessage, res: ServerResponse, exchange: HttpExchange, error: unknown) => {
+    accessLog.error(error, exchange.id);
+    if (res.headersSent) res.destroy();
+    else sendJson(res, 500, { errors: [{ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
+    accessLog.end(req, res, exchange);
+  };
   return (req, res) => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const exchange = accessLog.begin(req, res, path);
-    handle(req, res, path, q < 0 ? '' : url.slice(q), exchange)
-      .catch((error: unknown) => {
-        accessLog.error(error, exchange.id);
-        if (res.headersSent) res.destroy();
-        else sendJson(res, 500, { errors: [{ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
-      })
-      .then(() => accessLog.end(req, res, exchange));
+    // One reaction for both outcomes: a .catch().then() chain costs a second promise and microtask per request.
+    handle(req, res, path, q < 0 ? '' : url.slice(q), exchange).then(
+      () => accessLog.end(req, res, exchange),
+      (error: unknown) => failed(req, res, exchange, error),
+    );
   };
 }
 
