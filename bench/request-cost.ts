@@ -9,15 +9,15 @@
  * this process, first to a promotion answering QUEUED, then to one sold out. Linux only (/proc).
  *
  * Options (env): COST_REQUESTS (per phase and round, 20000), COST_ROUNDS (5), COST_WARMUP (10000 per service),
- * COST_CONNECTIONS (32).
+ * COST_CONNECTIONS (32), COST_DATABASE_URL (the databases' base name, which must contain "bench"), BENCH_REDIS_URL.
  */
 import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:http';
 import { resolve } from 'node:path';
 import { Redis } from 'ioredis';
+import { Client } from 'pg';
 import { PER_USER_LIMIT, freePort, startService, stopChild, type Child } from './children';
 import { processSeconds } from './cpu';
-import { Client } from 'pg';
 import { ISSUE_COUPON, benchDatabaseName, createPromotion, deleteKeysWithPrefix, signBenchTokens } from './service';
 
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -162,7 +162,8 @@ async function main(): Promise<void> {
     for (const t of targets) await stopChild(t.child);
     for (const i of dirs.keys()) await deleteKeysWithPrefix(redis, `bench:cost:${run}:${i}:`);
     redis.disconnect();
-    }
+    await dropDatabases(dirs.length);
+  }
 }
 
 main().catch((error: unknown) => {
