@@ -338,7 +338,7 @@ test('When PostgreSQL is away while a consumer takes over a dead holder\'s entri
   const p = await newPromotion(5);
   const ids = [await reserve(p, 'a'), await reserve(p, 'b')];
   await redis.xreadgroup('GROUP', CONSUMER_GROUP, 'crashed', 'COUNT', 10, 'STREAMS', keys.promotion(p.id).stream, '>');
-  const proxy = new TcpProxy('127.0.0.1', Number(new URL(env.databaseUrl).port || 5432));
+  const proxy = new TcpProxy(new URL(env.databaseUrl).hostname, Number(new URL(env.databaseUrl).port || 5432));
   const viaProxy = new URL(env.databaseUrl);
   viaProxy.port = String(await proxy.start());
   const proxiedDb = createDb(viaProxy.toString());
@@ -361,7 +361,7 @@ test('When PostgreSQL is away while a consumer takes over a dead holder\'s entri
 });
 
 test('When the database stops answering mid-batch, then a graceful stop still ends within SHUTDOWN_TIMEOUT_MS', async () => {
-  const proxy = new TcpProxy('127.0.0.1', Number(new URL(env.databaseUrl).port || 5432));
+  const proxy = new TcpProxy(new URL(env.databaseUrl).hostname, Number(new URL(env.databaseUrl).port || 5432));
   const viaProxy = new URL(env.databaseUrl);
   viaProxy.port = String(await proxy.start());
   const app = await startTestApp(env, { DATABASE_URL: viaProxy.toString(), SHUTDOWN_TIMEOUT_MS: '2000', REDIS_KEY_PREFIX: `${env.prefix}stuck:` });
