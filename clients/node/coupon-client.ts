@@ -67,40 +67,13 @@ interface GraphQLBody<T> {
 }
 
 export class CouponClient {
-  private readonly ws: Client;
-  private readonly options: Required<Omit<CouponClientOptions, 'webSocketImpl' | 'onClose'>> & Pick<CouponClientOptions, 'onClose'>;
+  private ws: Client | undefined;
+  private readonly options: Required<Omit<CouponClientOptions, 'webSocketImpl' | 'onClose'>> & Pick<CouponClientOptions, 'webSocketImpl' | 'onClose'>;
   private refreshOnConnect = false;
   private forbiddenInARow = 0;
 
   constructor(options: CouponClientOptions) {
     this.options = { retryAttempts: 10, baseDelayMs: 500, maxDelayMs: 30_000, httpAttempts: 5, fetch: globalThis.fetch, random: Math.random, ...options };
-    this.ws = createClient({
-      url: options.url.replace(/^http/, 'ws'),
-      webSocketImpl: options.webSocketImpl,
-      lazy: true,
-      retryAttempts: this.options.retryAttempts,
-      // Read on every (re)connection: a refreshed token reaches the next socket.
-      connectionParams: async () => {
-        const forceRefresh = this.refreshOnConnect;
-        this.refreshOnConnect = false;
-        return { authorization: `Bearer ${await this.options.getToken({ forceRefresh })}` };
-      },
-      // graphql-ws retries only close events by default: a refused connection (a restarting server) would end
-      // every subscription. Retry those too; after a 4403, only once with a fresh token.
-      shouldRetry: (errOrClose) => !(isClose(errOrClose) && errOrClose.code === FORBIDDEN && this.forbiddenInARow > 1),
-      retryWait: (retries) => this.sleep(this.backoff(retries)),
-      on: {
-        connected: () => (this.forbiddenInARow = 0),
-        closed: (event) => {
-          if (!isClose(event)) return;
-          if (event.code === FORBIDDEN) {
-            this.forbiddenInARow += 1;
-            this.refreshOnConnect = true;
-          }
-          this.options.onClose?.(event.code, event.reason);
-        },
-      },
-    });
   }
 
   /**
@@ -127,7 +100,7 @@ export class CouponClient {
       const settle = (fn: () => void) => {
         if (!settled) (settled = true), fn();
       };
-      this.ws.subscribe<{ couponIssued: FinalIssuance }>(
+      this.socket().subscribe<{ couponIssued: FinalIssuance }>(
         { query: print(CouponIssuedDocument), variables: { requestId } },
         {
           next: (result) => {
@@ -148,9 +121,40 @@ export class CouponClient {
     });
   }
 
+  /** The socket client, made on first use: an app that only sends HTTP requests needs no WebSocket. */
+  private socket(): Client {
+    return (this.ws ??= createClient({
+      url: this.options.url.replace(/^http/, 'ws'),
+      webSocketImpl: this.options.webSocketImpl,
+      lazy: true,
+      retryAttempts: this.options.retryAttempts,
+      // Read on every (re)connection: a refreshed token reaches the next socket.
+      connectionParams: async () => {
+        const forceRefresh = this.refreshOnConnect;
+        this.refreshOnConnect = false;
+        return { authorization: `Bearer ${await this.options.getToken({ forceRefresh })}` };
+      },
+      // graphql-ws retries only close events by default: a refused connection (a restarting server) would end
+      // every subscription. Retry those too; after a 4403, only once with a fresh token.
+      shouldRetry: (errOrClose) => !(isClose(errOrClose) && errOrClose.code === FORBIDDEN && this.forbiddenInARow > 1),
+      retryWait: (retries) => this.sleep(this.backoff(retries)),
+      on: {
+        connected: () => (this.forbiddenInARow = 0),
+        closed: (event) => {
+          if (!isClose(event)) return;
+          if (event.code === FORBIDDEN) {
+            this.forbiddenInARow += 1;
+            this.refreshOnConnect = true;
+          }
+          this.options.onClose?.(event.code, event.reason);
+        },
+      },
+    }));
+  }
+
   /** Closes the socket and ends every subscription. */
   async close(): Promise<void> {
-    await this.ws.dispose();
+    await this.ws?.dispose();
   }
 
   private async request<T, V>(document: TypedDocumentNode<T, V>, variables: V, retry: boolean): Promise<T> {
