@@ -98,7 +98,9 @@ export class CouponClient {
     return new Promise<FinalIssuance>((resolve, reject) => {
       let settled = false;
       const settle = (fn: () => void) => {
-        if (!settled) (settled = true), fn();
+        if (settled) return;
+        settled = true;
+        fn();
       };
       this.socket().subscribe<{ couponIssued: FinalIssuance }>(
         { query: print(CouponIssuedDocument), variables: { requestId } },
@@ -106,7 +108,8 @@ export class CouponClient {
           next: (result) => {
             const error = result.errors?.[0];
             if (error) return settle(() => reject(new CouponClientError(error.message, String(error.extensions?.code ?? 'UNKNOWN'))));
-            if (result.data) settle(() => resolve(result.data!.couponIssued));
+            const data = result.data;
+            if (data) settle(() => resolve(data.couponIssued));
           },
           error: (cause) => {
             if (settled) return;
@@ -188,13 +191,18 @@ export class CouponClient {
   }
 
   private backoff(attempt: number): number {
-    const ceiling = Math.min(this.options.maxDelayMs, this.options.baseDelayMs * 2 ** attempt);
-    return ceiling / 2 + (this.options.random() * ceiling) / 2;
+    return backoffDelay(attempt, this.options.baseDelayMs, this.options.maxDelayMs, this.options.random());
   }
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => setTimeout(resolve, ms));
   }
+}
+
+/** Exponential backoff with jitter: a random delay in [½, 1] × min(maxMs, baseMs × 2^attempt). */
+export function backoffDelay(attempt: number, baseMs: number, maxMs: number, random: number): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** attempt);
+  return ceiling / 2 + (random * ceiling) / 2;
 }
 
 /**
@@ -217,8 +225,13 @@ function isClose(value: unknown): value is { code: number; reason: string } {
   return typeof value === 'object' && value !== null && 'code' in value && 'reason' in value;
 }
 
+/** What ended a subscription: a closed socket, an `error` message (GraphQL errors, e.g. RATE_LIMITED), or a throw. */
 function asError(cause: unknown): Error {
   if (cause instanceof Error) return cause;
+  if (Array.isArray(cause) && cause.length > 0) {
+    const first = cause[0] as { message?: string; extensions?: { code?: string } };
+    return new CouponClientError(first.message ?? 'subscription refused', String(first.extensions?.code ?? 'UNKNOWN'));
+  }
   if (isClose(cause)) return new CouponClientError(`socket closed: ${cause.code} ${cause.reason}`, `CLOSE_${cause.code}`);
   return new Error(String(cause));
 }
