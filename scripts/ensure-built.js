@@ -23,5 +23,6 @@ const sources = ['src', 'prisma/schema.prisma', 'tsconfig.json', 'tsconfig.build
 const builtAt = existsSync(stamp) ? statSync(stamp).mtimeMs : 0;
 if (sources.some((p) => existsSync(p) && newestMtime(p) > builtAt)) {
   console.error('building…');
-  execSync('npm run --silent build', { cwd: root, stdio: 'inherit' });
+  // The build's output goes to stderr: `TOKEN=$(npm run -s token ...)` must capture the token alone.
+  execSync('npm run --silent build', { cwd: root, stdio: ['ignore', process.stderr, process.stderr] });
 }
