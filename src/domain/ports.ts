@@ -135,6 +135,11 @@ export interface PromotionLiveState {
   /** the sale's window as Redis holds it (null when the state does not exist) */
   startsAt: Date | null;
   endsAt: Date | null;
+  /**
+   * Coupons issued, as Redis counts them (confirm.lua, after each commit): it may trail PostgreSQL by the
+   * moments between a batch's commit and its confirmation. null when Redis holds no counter: count the rows.
+   */
+  issuedCount: number | null;
 }
 
 export interface ReservationStore {

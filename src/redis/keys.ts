@@ -19,6 +19,11 @@ export interface PromotionKeys {
   stream: string;
   /** stream: requests that could never be stored */
   deadLetter: string;
+  /**
+   * string: coupons issued so far. Set from PostgreSQL's count when the state is built (setup-promotion.lua),
+   * then raised by confirm.lua on each request's transition to ISSUED; read instead of counting rows.
+   */
+  issued: string;
 }
 
 export class RedisKeys {
@@ -36,6 +41,7 @@ export class RedisKeys {
       seq: `${tag}:seq`,
       stream: `${tag}:stream`,
       deadLetter: `${tag}:dead`,
+      issued: `${tag}:issued`,
     };
   }
 

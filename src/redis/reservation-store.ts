@@ -118,6 +118,7 @@ export class RedisReservationStore implements ReservationStore {
       k.stock,
       k.seq,
       k.stream,
+      k.issued,
       promotion.totalStock,
       promotion.perUserLimit,
       promotion.startsAt.getTime(),
@@ -126,6 +127,7 @@ export class RedisReservationStore implements ReservationStore {
       Math.max(0, promotion.totalStock - issuedCount),
       reservationsMade,
       CONSUMER_GROUP,
+      issuedCount,
     ));
     return created === 1;
   }
@@ -163,6 +165,7 @@ export class RedisReservationStore implements ReservationStore {
           .pipeline()
           .hmget(k.meta, META_FIELDS.totalStock, META_FIELDS.endedAt, META_FIELDS.startsAt, META_FIELDS.endsAt)
           .get(k.stock)
+          .get(k.issued)
           .exec();
       }),
     );
@@ -174,6 +177,7 @@ export class RedisReservationStore implements ReservationStore {
     promotionIds.forEach((id, i) => {
       const [total, endedAt, startsAt, endsAt] = reply<(string | null)[]>(i, 0);
       const stock = reply<string | null>(i, 1);
+      const issued = reply<string | null>(i, 2);
       result.set(id, {
         exists: total !== null && total !== undefined,
         totalStock: Number(total ?? 0),
@@ -181,6 +185,7 @@ export class RedisReservationStore implements ReservationStore {
         endedAt: endedAt ? new Date(Number(endedAt)) : null,
         startsAt: startsAt ? new Date(Number(startsAt)) : null,
         endsAt: endsAt ? new Date(Number(endsAt)) : null,
+        issuedCount: issued === null || issued === undefined ? null : Number(issued),
       });
     });
     return result;

@@ -36,7 +36,7 @@ const SCRIPTS: { name: keyof ScriptCommands; file: string; keys?: number; fragme
   // confirm takes a variable number of keys: the caller passes numKeys first.
   { name: 'couponConfirm', file: 'confirm.lua', status: true },
   { name: 'couponFail', file: 'fail.lua', keys: 5, status: true },
-  { name: 'couponSetupPromotion', file: 'setup-promotion.lua', keys: 4 },
+  { name: 'couponSetupPromotion', file: 'setup-promotion.lua', keys: 5 },
   { name: 'couponAddStock', file: 'add-stock.lua', keys: 2 },
   { name: 'couponEndPromotion', file: 'end-promotion.lua', keys: 1 },
   { name: 'couponRetire', file: 'retire.lua', keys: 5 },
@@ -86,9 +86,9 @@ export const ISSUE_RATE_LIMITED = -6;
 export class ConsumerScripts {
   constructor(private readonly redis: ScriptedRedis) {}
 
-  /** confirm.lua: ISSUED, published, acknowledged and deleted; returns the number acknowledged. */
+  /** confirm.lua: ISSUED, published, counted, acknowledged and deleted; returns the number acknowledged. */
   async confirm(
-    keys: { stream: string },
+    keys: { stream: string; issued: string },
     args: { group: string; statusTtlMs: number; entries: ConfirmedEntry[] },
   ): Promise<number> {
     const statusKeys: string[] = [];
@@ -97,7 +97,7 @@ export class ConsumerScripts {
       statusKeys.push(e.statusKey);
       argv.push(e.entryId, e.channel, e.message);
     }
-    return this.redis.couponConfirm(1 + statusKeys.length, keys.stream, ...statusKeys, ...argv);
+    return this.redis.couponConfirm(2 + statusKeys.length, keys.stream, keys.issued, ...statusKeys, ...argv);
   }
 
   /** fail.lua: FAILED, stock and the user's count given back, dead-lettered, published, acknowledged. */

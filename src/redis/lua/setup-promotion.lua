@@ -9,6 +9,7 @@
   KEYS[2] stock
   KEYS[3] seq
   KEYS[4] stream
+  KEYS[5] issued counter
 
   ARGV[1] totalStock
   ARGV[2] perUserLimit
@@ -18,6 +19,7 @@
   ARGV[6] remaining stock to set when the stock key is missing
   ARGV[7] reservations so far, to set when the seq key is missing
   ARGV[8] consumer group
+  ARGV[9] coupons issued so far (PostgreSQL's count), to set when the issued counter is missing
 
   Returns 1 when the meta hash was (re)created, 0 when it was already there.
   Repeating it is harmless: what exists is left as it is.
@@ -34,6 +36,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 redis.call('SET', KEYS[2], ARGV[6], 'NX')
 redis.call('SET', KEYS[3], ARGV[7], 'NX')
+redis.call('SET', KEYS[5], ARGV[9], 'NX')
 local ok, err = pcall(redis.call, 'XGROUP', 'CREATE', KEYS[4], ARGV[8], '0', 'MKSTREAM')
 if not ok and not string.find(tostring(err), 'BUSYGROUP', 1, true) then
   return redis.error_reply(tostring(err))
