@@ -4,7 +4,7 @@
  * message's latency, the updates a second each watcher saw, the service's RSS per watcher and CPU, and whether
  * every watcher got the final state (SOLD_OUT) and the completion.
  *
- *   npm run bench:stock -- [--watchers 10000] [--stock 10000] [--rate 3000] [--out bench/results/stock-watchers.md]
+ *   npm run bench:stock -- [--watchers 10000] [--stock 2000] [--rate 1000] [--out bench/results/stock-watchers.md]
  *
  * The watchers live in a child process of their own (so neither their memory nor their event loop counts with
  * the service's), from four loopback source addresses. Loopback only; every phase is bounded.
@@ -13,7 +13,7 @@
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import WebSocket from 'ws';
 import { freePort, startService, stopChild, type Child } from './children';
@@ -102,6 +102,7 @@ function runWatchers(): void {
   process.on('message', (message: ToWatchers) => {
     if (message.kind === 'open') {
       void (async () => {
+        const started = performance.now();
         let next = 0;
         const lane = async () => {
           while (next < message.count) await openOne(message.url, message.promotionId, next++);
@@ -110,7 +111,7 @@ function runWatchers(): void {
         // Every watcher's first message (the current state) before the rush starts.
         const until = performance.now() + PHASE_TIMEOUT_MS;
         while (watchers.some((w) => w.times.length === 0) && performance.now() < until) await new Promise((r) => setTimeout(r, 50));
-        process.send?.({ kind: 'opened', opened: watchers.length });
+        process.send?.({ kind: 'opened', opened: watchers.length, seconds: (performance.now() - started) / 1000 });
       })();
     } else if (message.kind === 'rush') {
       rushAt = performance.now();
@@ -172,10 +173,19 @@ function option(name: string, fallback: number): number {
 
 const sorted = (values: number[]) => [...values].sort((a, b) => a - b);
 
+async function endPromotion(url: string, adminToken: string, promotionId: string): Promise<void> {
+  const response = await fetch(`${url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${adminToken}` },
+    body: JSON.stringify({ query: 'mutation End($p: ID!) { endPromotion(promotionId: $p) { status } }', variables: { p: promotionId } }),
+  });
+  if (!response.ok) throw new Error(`endPromotion failed: HTTP ${response.status}`);
+}
+
 async function main(): Promise<void> {
   const watcherCount = option('watchers', 10_000);
-  const stock = option('stock', 10_000);
-  const rate = option('rate', 3000);
+  const stock = option('stock', 2000);
+  const rate = option('rate', 1000);
   const outIndex = process.argv.indexOf('--out');
   const out = resolve(ROOT, outIndex >= 0 ? (process.argv[outIndex + 1] as string) : 'bench/results/stock-watchers.md');
   benchDatabaseName(DATABASE_URL);
@@ -209,9 +219,8 @@ async function main(): Promise<void> {
     const child = watchers;
     cleanup.add('stopping the watchers', async () => child.kill('SIGKILL'));
     const cpuOpen0 = processSeconds(service.pid);
-    const openStarted = performance.now();
-    const opened = await ask<{ opened: number }>(child, { kind: 'open', url, promotionId, count: watcherCount }, 'opened');
-    const openSeconds = (performance.now() - openStarted) / 1000;
+    const opened = await ask<{ opened: number; seconds: number }>(child, { kind: 'open', url, promotionId, count: watcherCount }, 'opened');
+    const openSeconds = opened.seconds; // from the watcher process's start of work: not its own start-up
     const cpuOpen1 = processSeconds(service.pid);
     log(`${fmt(opened.opened)} watchers subscribed in ${fmt(openSeconds, 1)} s`);
     await new Promise((r) => setTimeout(r, 2000));
@@ -224,7 +233,7 @@ async function main(): Promise<void> {
 
     // 3. The rush: issueCoupon calls at a constant rate until the stock is sold out (10% more calls than stock).
     child.send({ kind: 'rush' });
-    const target = new URL(url);
+    const target = new URL('/graphql', url);
     const body = JSON.stringify({ query: ISSUE_COUPON, variables: { p: promotionId } });
     const outcomes: Record<string, number> = {};
     const requests: OpenLoopRequest[] = tokens.authorization.map((authorization) => ({
@@ -237,15 +246,20 @@ async function main(): Promise<void> {
     }));
     const cpuRush0 = processSeconds(service.pid);
     const benchRush0 = processSeconds(process.pid);
+    const watchersRush0 = processSeconds(child.pid as number);
     const rushStarted = performance.now();
-    const load = await runOpenLoop({ urls: [target], requests, ratePerSecond: rate, maxSockets: 64, graceMs: 15_000 });
+    const load = await runOpenLoop({ urls: [target], requests, ratePerSecond: rate, maxSockets: 64, graceMs: 60_000 });
     const rushSeconds = (performance.now() - rushStarted) / 1000;
     const cpuRush1 = processSeconds(service.pid);
     const benchRush1 = processSeconds(process.pid);
+    const watchersRush1 = processSeconds(child.pid as number);
     const rssRush = vmRss(service.pid);
-    log(`rush: ${fmt(load.answered)} answers in ${fmt(rushSeconds, 1)} s: ${JSON.stringify(outcomes)}`);
+    log(`rush: ${fmt(load.answered)} answers, ${fmt(load.failed)} failed, in ${fmt(rushSeconds, 1)} s: ${JSON.stringify(outcomes)}`);
 
-    // 4. Every watcher should now hold SOLD_OUT and its completion; a few seconds for the last ones to arrive.
+    // 4. Every watcher should now hold SOLD_OUT and its completion; a few seconds for the last ones to arrive. A
+    // rush that did not sell out (a machine too busy) ends the promotion instead: the final state is then ENDED.
+    const soldOut = (outcomes.QUEUED ?? 0) >= stock;
+    if (!soldOut) await endPromotion(url, tokens.admin, promotionId);
     await new Promise((r) => setTimeout(r, 3000));
     const report = await ask<WatcherReport>(child, { kind: 'report' }, 'report');
 
@@ -257,7 +271,8 @@ async function main(): Promise<void> {
       '',
       `Run ${new Date().toISOString()} on ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'}), Node ${process.version}: ` +
         `\`npm run bench:stock -- --watchers ${watcherCount} --stock ${stock} --rate ${rate}\`. The service (\`dist/main.js\`, \`ROLE=all\`, ` +
-        `\`STOCK_UPDATES_PER_SECOND=${RATE}\`) and the watchers' process and this bench share the machine and its Redis and PostgreSQL.`,
+        `\`STOCK_UPDATES_PER_SECOND=${RATE}\`) and the watchers' process and this bench share the machine and its Redis and PostgreSQL ` +
+        `(load average ${loadavg().map((l) => l.toFixed(1)).join(' / ')} at the end: other work ran on the machine too).`,
       '',
       '| measure | value |',
       '| --- | --- |',
@@ -267,11 +282,11 @@ async function main(): Promise<void> {
       `| service RSS: before the watchers / with them / after the rush | ${fmt(rssBefore / 2 ** 20, 1)} / ${fmt(rssWatching / 2 ** 20, 1)} / ${fmt(rssRush / 2 ** 20, 1)} MiB |`,
       `| RSS per watcher | ${fmt((rssWatching - rssBefore) / Math.max(1, report.opened) / 1024, 1)} KiB |`,
       `| service CPU while they watch a stock that does not change (5 s) | ${fmt(percent(cpuIdle0, cpuIdle1, 5))} % of a core |`,
-      `| the rush: issueCoupon calls, offered rate, duration | ${fmt(load.answered)} answered (${Object.entries(outcomes).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}), ${fmt(rate)}/s offered, ${fmt(rushSeconds, 1)} s |`,
-      `| service CPU during the rush (HTTP, the reservations, the consumer, the feed and ${fmt(report.opened)} sockets) | ${fmt(percent(cpuRush0, cpuRush1, rushSeconds))} % of a core (the load generator: ${fmt(percent(benchRush0, benchRush1, rushSeconds))} %) |`,
+      `| the rush: issueCoupon calls, offered rate, duration | ${fmt(load.answered)} answered, ${fmt(load.failed)} failed (${Object.entries(outcomes).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}), ${fmt(rate)}/s offered, ${fmt(rushSeconds, 1)} s |`,
+      `| service CPU during the rush (HTTP, the reservations, the consumer, the feed and ${fmt(report.opened)} sockets) | ${fmt(percent(cpuRush0, cpuRush1, rushSeconds))} % of a core (the load generator: ${fmt(percent(benchRush0, benchRush1, rushSeconds))} %, the watchers' process: ${fmt(percent(watchersRush0, watchersRush1, rushSeconds))} %) |`,
       `| updates a second each watcher saw over the rush, min / median / max | ${fmt(ups[0] ?? null, 2)} / ${fmt(percentileOfSorted(ups, 50), 2)} / ${fmt(ups[ups.length - 1] ?? null, 2)} (the configured bound: ${RATE}) |`,
       `| most updates any watcher got within one second (first and final message not counted) | ${fmt(report.maxInOneSecond)} |`,
-      `| watchers whose last message was the final state (SOLD_OUT) | ${fmt(report.finals)} of ${fmt(report.opened)} |`,
+      `| watchers whose last message was the final state (${soldOut ? 'SOLD_OUT' : 'ENDED: the rush did not sell out, the promotion was ended'}) | ${fmt(report.finals)} of ${fmt(report.opened)} |`,
       `| watchers whose subscription completed | ${fmt(report.completed)} of ${fmt(report.opened)} |`,
       '',
     ];

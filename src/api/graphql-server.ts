@@ -22,6 +22,7 @@ import {
   declaredVariables,
   isSubscription,
   latestOnly,
+  SharedResults,
   parseDocument,
   parseOptions,
   tooManySubscriptions,
@@ -122,6 +123,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
   const connections = new WebSocketConnections(limits);
   const rules = validationRules(limits);
   const documents = new DocumentCache();
+  const sharedResults = new SharedResults();
 
   // Per connection: who it is, from where, whether it holds a connection slot, and the ids of its running
   // subscriptions (queries and mutations do not count).
@@ -223,7 +225,9 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         accessLog.subscriptionStarted(ctx.extra.requestId ?? '', id, name, ctx.extra.caller?.userId ?? null);
         const run = (event: unknown) => execute({ ...args, rootValue: event });
         // A source that keeps only its latest value (promotionStock) coalesces for a slow client: read lazily.
-        if (isLatestOnly(result)) return latestOnly(result as AsyncIterable<unknown>, run);
+        if (isLatestOnly(result)) {
+          return latestOnly(result as AsyncIterable<unknown>, (event) => sharedResults.get(event, args.document, args.variableValues, () => run(event)));
+        }
         return boundedBacklog(
           result as AsyncIterable<unknown>,
           limits.wsMaxBacklog,

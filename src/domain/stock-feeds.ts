@@ -6,10 +6,10 @@ import type { PromotionStatus } from './types';
 
 /** What a promotionStock watcher receives: the live stock and status, and when they were read. */
 export interface StockUpdate {
-  promotionId: string;
-  remainingStock: number;
-  status: PromotionStatus;
-  at: Date;
+  readonly promotionId: string;
+  readonly remainingStock: number;
+  readonly status: PromotionStatus;
+  readonly at: Date;
 }
 
 /** Reads one promotion's live state (Redis); undefined or !exists: Redis holds none. */
@@ -94,7 +94,8 @@ export class StockFeeds {
     if (!state?.exists || !state.startsAt || !state.endsAt) return null;
     const at = this.clock.now();
     const window = { startsAt: state.startsAt, endsAt: state.endsAt, endedAt: state.endedAt };
-    return { promotionId, remainingStock: state.remainingStock, status: promotionStatus(window, state.remainingStock, at), at };
+    // Shared by every watcher of the feed: frozen, so none can change what the others get.
+    return Object.freeze({ promotionId, remainingStock: state.remainingStock, status: promotionStatus(window, state.remainingStock, at), at });
   }
 }
 
@@ -176,11 +177,8 @@ class StockFeed {
 
   private apply(update: StockUpdate): void {
     const before = this.current;
-    if (before && before.remainingStock === update.remainingStock && before.status === update.status) {
-      before.at = update.at; // the same value, read again: a new watcher gets it with this read's time
-      return;
-    }
-    this.current = update;
+    this.current = update; // a value read again keeps its version: only new watchers get it, with this read's time
+    if (before && before.remainingStock === update.remainingStock && before.status === update.status) return;
     this.version++;
     if (isFinal(update.status)) {
       this.finish(update);
@@ -232,8 +230,9 @@ class StockWatcher implements AsyncIterableIterator<StockUpdate, undefined>, Lat
   next(): Promise<IteratorResult<StockUpdate, undefined>> {
     const feed = this.feed;
     if (this.done || feed.abandoned) return this.return();
-    // The first value goes at once; later ones at the feed's ticks. The final value goes as soon as it is asked for.
-    if (this.seen === 0 || (feed.finished && this.seen < feed.version)) return Promise.resolve(this.take());
+    // A value it has not seen goes at once: the first one, or one that changed while this watcher was busy (it
+    // took its previous value at a tick before that change, and changes are a tick apart: the rate holds).
+    if (this.seen < feed.version) return Promise.resolve(this.take());
     if (feed.finished) return this.return();
     return new Promise((resolve) => {
       this.reader = resolve;
@@ -262,7 +261,8 @@ class StockWatcher implements AsyncIterableIterator<StockUpdate, undefined>, Lat
 
   private take(): IteratorResult<StockUpdate, undefined> {
     this.seen = this.feed.version;
-    return { value: { ...(this.feed.current as StockUpdate) }, done: false };
+    // The same object for every watcher of this version: the transport executes it once for all of them.
+    return { value: this.feed.current as StockUpdate, done: false };
   }
 
   return(): Promise<IteratorResult<StockUpdate, undefined>> {
