@@ -35,6 +35,18 @@ export function isLatestOnly(source: unknown): source is LatestOnly {
 }
 
 const isFinal = (status: PromotionStatus): boolean => status === 'SOLD_OUT' || status === 'ENDED';
+/**
+ * Watchers handed a value per turn of the event loop: handing one to tens of thousands at once would hold the
+ * process (HTTP requests included) for the whole fan-out; in slices, other work runs in between.
+ */
+const FAN_OUT_SLICE = 500;
+
+async function fanOut(watchers: StockWatcher[]): Promise<void> {
+  for (let i = 0; i < watchers.length; i += FAN_OUT_SLICE) {
+    if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+    for (let j = i; j < Math.min(i + FAN_OUT_SLICE, watchers.length); j++) (watchers[j] as StockWatcher).offer();
+  }
+}
 const DONE: IteratorResult<never, undefined> = { value: undefined, done: true };
 
 /**
@@ -79,7 +91,7 @@ export class StockFeeds {
 
   /** Stops every feed; their watchers complete. */
   close(): void {
-    for (const feed of [...this.feeds.values()]) feed.finish(null);
+    for (const feed of [...this.feeds.values()]) void feed.finish(null);
   }
 
   /** @internal a feed that stopped leaves the registry (only if it is still the registered one). */
@@ -150,7 +162,7 @@ class StockFeed {
     }
     this.current = update;
     this.version = 1;
-    if (isFinal(update.status)) this.finish(update);
+    if (isFinal(update.status)) void this.finish(update); // nobody waits yet: no fan-out
   }
 
   private schedule(): void {
@@ -166,8 +178,9 @@ class StockFeed {
     try {
       const update = await this.owner.read(this.promotionId);
       this.failing = false;
-      // A state Redis lost for a moment (rebuilt from PostgreSQL by the reconciler) changes nothing here.
-      if (update && !this.finished) this.apply(update);
+      // A state Redis lost for a moment (rebuilt from PostgreSQL by the reconciler) changes nothing here. The
+      // next read waits for the whole fan-out: a watcher's values stay a tick apart however long it takes.
+      if (update && !this.finished) await this.apply(update);
     } catch (error) {
       if (!this.failing) this.owner.observer.readFailed(this.promotionId, error);
       this.failing = true; // read again at the next tick
@@ -175,23 +188,23 @@ class StockFeed {
     this.schedule();
   }
 
-  private apply(update: StockUpdate): void {
+  private async apply(update: StockUpdate): Promise<void> {
     const before = this.current;
     this.current = update; // a value read again keeps its version: only new watchers get it, with this read's time
     if (before && before.remainingStock === update.remainingStock && before.status === update.status) return;
     this.version++;
     if (isFinal(update.status)) {
-      this.finish(update);
+      await this.finish(update);
       return;
     }
     const waiting = [...this.waiting];
     this.waiting.clear();
-    for (const watcher of waiting) watcher.offer();
+    await fanOut(waiting);
   }
 
   /** Stops the feed: waiting watchers get the final value (or, with null, complete). */
-  finish(final: StockUpdate | null): void {
-    if (this.finished) return;
+  finish(final: StockUpdate | null): Promise<void> {
+    if (this.finished) return Promise.resolve();
     this.finished = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
@@ -201,7 +214,7 @@ class StockFeed {
     const waiting = [...this.waiting];
     this.waiting.clear();
     this.watchers.clear();
-    for (const watcher of waiting) watcher.offer();
+    return fanOut(waiting);
   }
 
   wait(watcher: StockWatcher): void {
@@ -213,7 +226,7 @@ class StockFeed {
     this.watchers.delete(watcher);
     if (this.watchers.size === 0 && !this.finished) {
       // The last watcher left: stop reading. A later subscriber starts a new feed with a fresh read.
-      this.finish(null);
+      void this.finish(null); // nobody left to hand anything to
     }
   }
 }
