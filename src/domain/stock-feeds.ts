@@ -124,6 +124,8 @@ class StockFeed {
   abandoned = false;
   private first: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
+  /** A read and its fan-out are under way: the next is scheduled when they end, never alongside. */
+  private ticking = false;
   private failing = false;
 
   constructor(
@@ -166,7 +168,7 @@ class StockFeed {
   }
 
   private schedule(): void {
-    if (this.timer || this.finished || this.watchers.size === 0) return;
+    if (this.timer || this.ticking || this.finished || this.watchers.size === 0) return;
     // The next read is a whole tick after the previous one ended: values reach a watcher at most once a tick.
     this.timer = setTimeout(() => void this.tick(), this.owner.tickMs);
     this.timer.unref();
@@ -175,6 +177,7 @@ class StockFeed {
   private async tick(): Promise<void> {
     this.timer = null;
     if (this.finished || this.watchers.size === 0) return;
+    this.ticking = true;
     try {
       const update = await this.owner.read(this.promotionId);
       this.failing = false;
@@ -185,6 +188,7 @@ class StockFeed {
       if (!this.failing) this.owner.observer.readFailed(this.promotionId, error);
       this.failing = true; // read again at the next tick
     }
+    this.ticking = false;
     this.schedule();
   }
 
