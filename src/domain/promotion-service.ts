@@ -26,7 +26,8 @@ export type ReconcileFix =
   | 'end written to Redis'
   | 'total stock raised in Redis'
   | 'registered for the consumers'
-  | 'issued counter set from PostgreSQL';
+  | 'issued counter set from PostgreSQL'
+  | 'issued counter settled from PostgreSQL';
 
 export interface ReconcileReport {
   checked: number;
@@ -179,6 +180,13 @@ export class PromotionService {
       await this.rebuild(record);
       fixes.push('issued counter set from PostgreSQL');
     }
+    if (state.recountIssued) {
+      // Rebuilt earlier: once nothing is in flight, PostgreSQL's count (read after the counter) settles it.
+      const counted = (await this.promotions.issuedCounts([record.id])).get(record.id) ?? 0;
+      if ((await this.reservations.settleIssuedCount(record.id, state.issuedCount, counted)) === 'settled') {
+        fixes.push('issued counter settled from PostgreSQL');
+      }
+    }
     if (record.totalStock > state.totalStock) {
       await this.reservations.raiseTotalStock(record.id, record.totalStock); // an addition whose Redis write failed
       fixes.push('total stock raised in Redis');
@@ -209,7 +217,7 @@ export class PromotionService {
     const perUser = await this.promotions.couponsPerUser(record.id);
     // New positions start past every one used, so the audit never mistakes a new reservation for an old one.
     const lastPosition = await this.promotions.lastPosition(record.id);
-    return this.reservations.setupPromotion(record, issued, perUser, Math.max(issued, lastPosition));
+    return this.reservations.setupPromotion(record, issued, perUser, Math.max(issued, lastPosition), true);
   }
 
   private async views(records: PromotionRecord[]): Promise<PromotionView[]> {

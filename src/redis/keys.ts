@@ -6,10 +6,13 @@
 export const CONSUMER_GROUP = 'coupon-writers';
 
 /** Fields of a promotion's meta hash read from TypeScript (the Lua scripts spell the same names). */
-export const META_FIELDS = { totalStock: 'totalStock', endedAt: 'endedAt', startsAt: 'startsAt', endsAt: 'endsAt' } as const;
+export const META_FIELDS = { totalStock: 'totalStock', endedAt: 'endedAt', startsAt: 'startsAt', endsAt: 'endsAt', recount: 'recount' } as const;
 
 export interface PromotionKeys {
-  /** hash: totalStock, perUserLimit, startsAt, endsAt (epoch ms), endedAt (epoch ms, when ended early) */
+  /**
+   * hash: totalStock, perUserLimit, startsAt, endsAt (epoch ms), endedAt (epoch ms, when ended early); recount = 1
+   * after a rebuild, until the issued counter is checked against PostgreSQL (settle-issued.lua)
+   */
   meta: string;
   /** string: stock not yet reserved */
   stock: string;

@@ -19,6 +19,7 @@ export interface ScriptCommands {
   couponEndPromotion(...keysThenArgs: (string | number)[]): ScriptReply<string | -1>;
   couponRetire(...keysThenArgs: (string | number)[]): ScriptReply<number>;
   couponAuditSnapshot(...keys: string[]): ScriptReply<(number | string)[]>;
+  couponSettleIssued(...keysThenArgs: (string | number)[]): ScriptReply<number>;
   couponConsumerLease(key: string, owner: string, leaseMs: number, replaceable: string): ScriptReply<number>;
   couponDeleteConsumer(stream: string, group: string, consumer: string): ScriptReply<number>;
   couponRateLimit(key: string, ratePerSecond: number, burst: number): ScriptReply<number>;
@@ -41,6 +42,7 @@ const SCRIPTS: { name: keyof ScriptCommands; file: string; keys?: number; fragme
   { name: 'couponEndPromotion', file: 'end-promotion.lua', keys: 1 },
   { name: 'couponRetire', file: 'retire.lua', keys: 5 },
   { name: 'couponAuditSnapshot', file: 'audit-snapshot.lua', keys: 4 },
+  { name: 'couponSettleIssued', file: 'settle-issued.lua', keys: 3 },
   { name: 'couponConsumerLease', file: 'consumer-lease.lua', keys: 1 },
   { name: 'couponDeleteConsumer', file: 'delete-consumer.lua', keys: 1 },
   { name: 'couponRateLimit', file: 'rate-limit.lua', keys: 1, fragments: ['gcra.lua'] },
