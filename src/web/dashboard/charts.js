@@ -17,11 +17,11 @@
     return element;
   }
 
-  /** The axis top: the value rounded up to 1, 2 or 5 times a power of ten. */
-  function niceCeiling(value) {
-    if (value <= 1) return 1;
-    const power = 10 ** Math.floor(Math.log10(value));
-    for (const step of [1, 2, 5, 10]) if (step * power >= value) return step * power;
+  /** A gridline step for values up to `max`: 1, 2 or 5 times a power of ten, about four steps in all. */
+  function niceStep(max) {
+    const rough = Math.max(max, 1) / 4;
+    const power = 10 ** Math.floor(Math.log10(rough));
+    for (const step of [1, 2, 5]) if (step * power >= rough) return step * power;
     return 10 * power;
   }
 
@@ -53,12 +53,12 @@
     svg.replaceChildren();
     const shown = visible(points, from);
     const highest = shown.reduce((max, p) => Math.max(max, p.v), 0);
-    const top = niceCeiling(Math.max(highest, floor));
+    const step = niceStep(Math.max(highest, floor));
+    const top = Math.max(step, Math.ceil(Math.max(highest, floor) / step) * step);
     const x = (t) => PAD.left + (PLOT_W * (t - from)) / (to - from);
     const y = (v) => PAD.top + PLOT_H * (1 - v / top);
 
-    for (let i = 0; i <= 4; i++) {
-      const v = (top * i) / 4;
+    for (let v = 0; v <= top + step / 2; v += step) {
       svg.append(node('line', { class: 'grid', x1: PAD.left, x2: WIDTH - PAD.right, y1: y(v), y2: y(v) }));
       svg.append(node('text', { class: 'axis', x: PAD.left - 6, y: y(v) + 4, 'text-anchor': 'end' }, short(v)));
     }

@@ -5,7 +5,8 @@
   'use strict';
 
   const MAX_WATCHED = 10; // sales charted at once, one subscription each on one socket (WS_MAX_SUBSCRIPTIONS: 20)
-  const WINDOW_MS = 5 * 60_000; // the charts show the last five minutes
+  const WINDOW_MS = 5 * 60_000; // the charts show the last five minutes at most
+  const MIN_SPAN_MS = 60_000; // and a minute at least, so a fresh page does not stretch its first seconds
   const TICK_MS = 1000; // charts redrawn; a second without an update is recorded as such (no change, rate 0)
   const RATE_SPAN_MS = 1000; // the issue rate: units taken over the last second
   const LIST_EVERY_MS = 10_000; // the running sales re-read: new ones appear, ended ones go
@@ -129,10 +130,12 @@
           this.dispose = null;
           this.fail(error);
         },
-        // Sold out or ended. Only a sold-out sale may reopen (stock added): it is subscribed again later.
+        // Sold out or ended. Only a sold-out sale may reopen (stock added): it is subscribed again later. A feed
+        // that ends while its sale is open (a server going away, say) is subscribed again at once.
         complete: () => {
           this.dispose = null;
-          this.nextTry = Math.max(this.nextTry, Date.now() + REOPEN_EVERY_MS);
+          const wait = this.status === 'SOLD_OUT' ? REOPEN_EVERY_MS : TICK_MS;
+          this.nextTry = Math.max(this.nextTry, Date.now() + wait);
         },
       });
     }
@@ -170,10 +173,11 @@
       const last = this.stock[this.stock.length - 1];
       if (this.dispose && connected && last && now - last.t >= TICK_MS) this.push(now, last.v);
       if (!this.dispose && this.status !== 'ENDED' && now >= this.nextTry) this.subscribe();
-      const from = now - WINDOW_MS;
       for (const series of [this.stock, this.rates, this.backlog]) {
-        while (series.length > 2 && series[1].t < from - RATE_SPAN_MS) series.shift();
+        while (series.length > 2 && series[1].t < now - WINDOW_MS - RATE_SPAN_MS) series.shift();
       }
+      const first = this.stock[0]?.t ?? now;
+      const from = Math.min(now - MIN_SPAN_MS, Math.max(now - WINDOW_MS, first));
       window.Charts.draw($('.stock-chart', this.card), this.stock, { from, to: now, floor: this.total });
       window.Charts.draw($('.rate-chart', this.card), this.rates, { from, to: now, floor: 1 });
       if (!$('.admin', this.card).hidden) window.Charts.draw($('.backlog-chart', this.card), this.backlog, { from, to: now, floor: 1 });
