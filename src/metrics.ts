@@ -148,6 +148,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private readonly stockFeedReads = new Counter({
+    name: 'coupon_stock_feed_reads_total',
+    help: 'reads of a promotion\'s live state by the promotionStock feeds of this process (one feed per watched promotion)',
+    registers: [this.registry],
+  });
+
   // Label children by key: prom-client hashes a label object on every call, which the hot path need not pay.
   private readonly httpChildren = new Map<string, Histogram.Internal<'method' | 'route' | 'status'>>();
   private readonly operationChildren = new Map<string, Counter.Internal>();
@@ -222,6 +228,30 @@ export class Metrics {
 
   wsSubscription(delta: 1 | -1): void {
     this.wsSubscriptions.inc(delta);
+  }
+
+  /** promotionStock's feeds and watchers in this process, read at each scrape. */
+  watchStockFeeds(feeds: { readonly feedCount: number; readonly watcherCount: number }): void {
+    new Gauge({
+      name: 'coupon_stock_feeds',
+      help: 'promotionStock feeds running in this process: one per watched promotion, whatever the number of watchers',
+      registers: [this.registry],
+      collect() {
+        this.set(feeds.feedCount);
+      },
+    });
+    new Gauge({
+      name: 'coupon_stock_watchers',
+      help: 'promotionStock subscriptions of this process waiting on a feed',
+      registers: [this.registry],
+      collect() {
+        this.set(feeds.watcherCount);
+      },
+    });
+  }
+
+  stockFeedRead(): void {
+    this.stockFeedReads.inc();
   }
 
   rateLimiterFallback(): void {

@@ -6,6 +6,7 @@ import { GraphQLError, createSourceEventStream, execute, getOperationAST, valida
 import { WebSocketServer } from 'ws';
 import type { EdgeLimits } from '../config';
 import { UnavailableError } from '../domain/errors';
+import { isLatestOnly } from '../domain/stock-feeds';
 import type { Caller } from '../domain/types';
 import type { Authenticator } from './auth';
 import { assertOperationComplexity } from './complexity';
@@ -20,6 +21,7 @@ import {
   boundedBacklog,
   declaredVariables,
   isSubscription,
+  latestOnly,
   parseDocument,
   parseOptions,
   tooManySubscriptions,
@@ -219,11 +221,14 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         const name = getOperationAST(args.document, args.operationName)?.name?.value ?? null;
         subscriptionNames.set(payload, name);
         accessLog.subscriptionStarted(ctx.extra.requestId ?? '', id, name, ctx.extra.caller?.userId ?? null);
+        const run = (event: unknown) => execute({ ...args, rootValue: event });
+        // A source that keeps only its latest value (promotionStock) coalesces for a slow client: read lazily.
+        if (isLatestOnly(result)) return latestOnly(result as AsyncIterable<unknown>, run);
         return boundedBacklog(
           result as AsyncIterable<unknown>,
           limits.wsMaxBacklog,
           () => ctx.extra.socket.close(CLOSE_BACKLOG_OVERFLOW, 'Subscriber too slow'),
-          (event) => execute({ ...args, rootValue: event }),
+          run,
         );
       },
       // Once per operation that ran, whatever ended it (the client, the server, the socket closing).

@@ -273,3 +273,29 @@ class BoundedBacklog<S, T> implements AsyncIterableIterator<T, void, undefined> 
     return this;
   }
 }
+
+/**
+ * A source that keeps only its latest value (promotionStock), mapped as it is read and read only when the
+ * client has taken the previous result: graphql-ws asks for the next one once its send is done, so a slow
+ * client holds one value, the latest, and never a backlog.
+ */
+export function latestOnly<S, T>(source: AsyncIterable<S>, map: (value: S) => T | Promise<T>): AsyncIterableIterator<T, void, undefined> {
+  const iterator = source[Symbol.asyncIterator]();
+  return {
+    next: async () => {
+      const result = await iterator.next();
+      return result.done ? FINISHED : { value: await map(result.value), done: false };
+    },
+    return: async () => {
+      await iterator.return?.();
+      return FINISHED;
+    },
+    throw: async (error: unknown) => {
+      await iterator.return?.();
+      throw error;
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
+}

@@ -132,6 +132,9 @@ export interface PromotionLiveState {
   remainingStock: number;
   /** set when issuance was stopped early (endPromotion) */
   endedAt: Date | null;
+  /** the sale's window as Redis holds it (null when the state does not exist) */
+  startsAt: Date | null;
+  endsAt: Date | null;
 }
 
 export interface ReservationStore {

@@ -6,7 +6,7 @@
 export const CONSUMER_GROUP = 'coupon-writers';
 
 /** Fields of a promotion's meta hash read from TypeScript (the Lua scripts spell the same names). */
-export const META_FIELDS = { totalStock: 'totalStock', endedAt: 'endedAt' } as const;
+export const META_FIELDS = { totalStock: 'totalStock', endedAt: 'endedAt', startsAt: 'startsAt', endsAt: 'endsAt' } as const;
 
 export interface PromotionKeys {
   /** hash: totalStock, perUserLimit, startsAt, endsAt (epoch ms), endedAt (epoch ms, when ended early) */

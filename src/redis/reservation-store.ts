@@ -159,7 +159,11 @@ export class RedisReservationStore implements ReservationStore {
     const perPromotion = await Promise.all(
       promotionIds.map((id) => {
         const k = this.keys.promotion(id);
-        return this.reads.pipeline().hmget(k.meta, META_FIELDS.totalStock, META_FIELDS.endedAt).get(k.stock).exec();
+        return this.reads
+          .pipeline()
+          .hmget(k.meta, META_FIELDS.totalStock, META_FIELDS.endedAt, META_FIELDS.startsAt, META_FIELDS.endsAt)
+          .get(k.stock)
+          .exec();
       }),
     );
     const reply = <T>(i: number, j: number): T => {
@@ -168,13 +172,15 @@ export class RedisReservationStore implements ReservationStore {
       return value as T;
     };
     promotionIds.forEach((id, i) => {
-      const [total, endedAt] = reply<(string | null)[]>(i, 0);
+      const [total, endedAt, startsAt, endsAt] = reply<(string | null)[]>(i, 0);
       const stock = reply<string | null>(i, 1);
       result.set(id, {
         exists: total !== null && total !== undefined,
         totalStock: Number(total ?? 0),
         remainingStock: Math.max(0, Number(stock ?? 0)),
         endedAt: endedAt ? new Date(Number(endedAt)) : null,
+        startsAt: startsAt ? new Date(Number(startsAt)) : null,
+        endsAt: endsAt ? new Date(Number(endsAt)) : null,
       });
     });
     return result;
