@@ -239,3 +239,27 @@ test('When the server restarts, then the page reconnects with backoff, watches a
   expect(outside).toEqual([]);
   expect(pageProblems).toEqual([]);
 });
+
+test('When there are more promotions than a page, then the list shows 20 and More brings the rest, each once', async () => {
+  const startsAt = new Date(Date.now() + 3_600_000).toISOString();
+  const endsAt = new Date(Date.now() + 7_200_000).toISOString();
+  for (let i = 0; i < 21; i++) {
+    const created = await httpGraphQL(app.url, CreatePromotionDocument, { input: { name: `Later sale ${i}`, totalStock: 5, startsAt, endsAt } }, admin);
+    expect(created.body.errors).toBeUndefined();
+  }
+  const { body } = await httpGraphQL(app.url, 'query { promotions(first: 100) { id } }');
+  const all = (body.data as { promotions: { id: string }[] }).promotions.map((p) => p.id);
+  expect(all.length).toBeGreaterThan(21);
+  expect(all.length).toBeLessThanOrEqual(40);
+  const page = await openDashboard();
+  const rows = page.locator('#promotion-list tbody tr');
+  await until(() => rows.count(), (n) => n === 20, 'a first page of 20');
+  await page.locator('#more').click();
+  await until(() => rows.count(), (n) => n === all.length, `all ${all.length} promotions`);
+
+  const shown = await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-promotion-id')));
+  expect(shown).toEqual(all); // newest first, none twice, none skipped
+  expect(await page.locator('#more').isHidden()).toBe(true);
+  expect(outside).toEqual([]);
+  expect(pageProblems).toEqual([]);
+});

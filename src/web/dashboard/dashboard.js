@@ -28,6 +28,7 @@
   const $ = (selector, root = document) => root.querySelector(selector);
   const number = (n) => n.toLocaleString('en-US');
   const time = (iso) => new Date(iso).toLocaleTimeString('en-GB');
+  const dateTime = (iso) => new Date(iso).toLocaleString('en-GB', { dateStyle: 'medium', timeStyle: 'short' });
 
   function show(element, text) {
     element.textContent = text ?? '';
@@ -211,7 +212,7 @@
         const rows = letters.map((letter) => {
           const row = document.createElement('tr');
           row.dataset.requestId = letter.requestId;
-          for (const text of [time(letter.failedAt), letter.userId, String(letter.deliveries), letter.reason, letter.requestId]) {
+          for (const text of [dateTime(letter.failedAt), letter.userId, String(letter.deliveries), letter.reason, letter.requestId]) {
             const cell = document.createElement('td');
             cell.textContent = text;
             row.append(cell);
@@ -271,9 +272,11 @@
   // ---- every promotion, newest first, a page at a time (keyset: `after` is the last id shown)
 
   let lastShown = null;
-  let pages = 0;
+  let paged = false; // once the reader asks for more, the first page is no longer re-read under them
+  let loads = 0;
 
   async function loadPage(first) {
+    const load = ++loads;
     let page;
     try {
       const body = await post(PAGE_QUERY, { first: PAGE_SIZE, after: first ? null : lastShown });
@@ -282,10 +285,11 @@
     } catch (error) {
       return show(pageError, `Could not read the promotions: ${describe(error)}`);
     }
+    if (first && (paged || load !== loads)) return; // a newer load, or the reader paged on meanwhile
     const rows = page.map((p) => {
       const row = document.createElement('tr');
       row.dataset.promotionId = p.id;
-      for (const text of [p.name, p.status, number(p.remainingStock), number(p.totalStock), number(p.issuedCount), time(p.startsAt), time(p.endsAt)]) {
+      for (const text of [p.name, p.status, number(p.remainingStock), number(p.totalStock), number(p.issuedCount), dateTime(p.startsAt), dateTime(p.endsAt)]) {
         const cell = document.createElement('td');
         cell.textContent = text;
         row.append(cell);
@@ -295,7 +299,6 @@
     const body = $('#promotion-list tbody');
     if (first) body.replaceChildren(...rows);
     else body.append(...rows);
-    pages = first ? 1 : pages + 1;
     if (page.length) lastShown = page[page.length - 1].id;
     $('#more').hidden = page.length < PAGE_SIZE;
   }
@@ -354,7 +357,11 @@
     for (const watch of watches.values()) watch.hideAdmin();
   });
 
-  $('#more').addEventListener('click', () => void loadPage(false));
+  $('#more').addEventListener('click', (event) => {
+    paged = true;
+    event.target.hidden = true; // shown again when the page that comes is full
+    void loadPage(false);
+  });
 
   function tick() {
     const now = Date.now();
@@ -366,7 +373,7 @@
   setInterval(tick, TICK_MS);
   setInterval(() => {
     void refreshSales();
-    if (pages === 1) void loadPage(true); // kept fresh until the reader pages on
+    if (!paged) void loadPage(true); // kept fresh until the reader pages on
   }, LIST_EVERY_MS);
   setInterval(() => void refreshAdmin(), ADMIN_EVERY_MS);
 })();
