@@ -11,7 +11,7 @@
   const RATE_SPAN_MS = 1000; // the issue rate: units taken over the last second
   const LIST_EVERY_MS = 10_000; // the running sales re-read: new ones appear, ended ones go
   const REOPEN_EVERY_MS = 5000; // a sold-out sale is subscribed again this often: added stock reopens it
-  const ADMIN_EVERY_MS = 3000; // audit terms, backlog and dead letters re-read while a token is set
+  const ADMIN_EVERY_MS = 5000; // audit terms, backlog and dead letters re-read while a token is set (the audit counts rows)
   const PAGE_SIZE = 20;
 
   const FIELDS = 'id name status remainingStock totalStock issuedCount startsAt endsAt';
