@@ -1,19 +1,18 @@
-import { existsSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { RunningApp } from '../../src/app';
 import { createDb, type Db } from '../../src/db/client';
 import { PrismaFailureRepository } from '../../src/db/failure-repository';
 import { AddPromotionStockDocument, CreatePromotionDocument, IssueCouponDocument } from '../generated/graphql';
 import { startTestApp } from '../helpers/app';
+import { launchChromium } from '../helpers/browser';
 import { httpGraphQL, tokenFor } from '../helpers/clients';
 import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
 
 /** The sale dashboard as an operator uses it: a real headless Chromium, with every request off the test server refused. */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const UI_TIMEOUT = 20_000;
 const SCREENSHOT = join(tmpdir(), 'coupon-dashboard.png');
 const ADMIN_SCREENSHOT = join(tmpdir(), 'coupon-dashboard-admin.png');
@@ -29,11 +28,10 @@ const outside: string[] = [];
 const pageProblems: string[] = [];
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: install it (apt-get install chromium) or set CHROMIUM_PATH`);
   env = await createTestEnvironment('dashboard_browser');
   app = await startTestApp(env);
   db = createDb(env.databaseUrl, 2);
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+  browser = await launchChromium();
   admin = await tokenFor('admin', { admin: true });
 });
 
