@@ -1,5 +1,7 @@
-# Build: install every dependency, generate the Prisma client, compile, then drop the dev dependencies.
-FROM node:20-bookworm-slim AS build
+# Node 24, the LTS line the project declares (.nvmrc, package.json engines) and tests on.
+# Stages: deps (every dependency) → build → runtime (the image `docker compose up` runs, last so it is the default);
+# test (deps + Chromium + redis-server + the whole repository) runs the suite: `docker compose run --rm test`.
+FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 ENV CHECKPOINT_DISABLE=1 \
     PRISMA_HIDE_UPDATE_MESSAGE=1 \
@@ -12,16 +14,34 @@ COPY package.json package-lock.json ./
 # (the build script sets PRISMA_SCHEMA_ENGINE_BINARY=/bin/false), so no engine is downloaded.
 RUN npm ci --ignore-scripts
 
+# Build: generate the Prisma client, compile, then drop the dev dependencies.
+FROM deps AS build
 COPY tsconfig.json tsconfig.build.json prisma.config.ts ./
 COPY prisma ./prisma
 COPY scripts ./scripts
 COPY src ./src
-# prisma generate, tsc, then the Lua scripts copied into dist/.
+# prisma generate, tsc, then the Lua scripts copied into dist/. Then only what runs stays:
+# - prisma (the CLI) and typescript are optional peers of @prisma/client, so npm marks them dev *and* optional,
+#   and `--omit=dev` alone keeps them with Prisma Studio, pglite, effect and react-dom (422 MB in all);
+#   the one other optional package is pg-cloudflare, for Cloudflare Workers only;
+# - @prisma/client ships a query compiler per database: the generated client loads the PostgreSQL one only.
 RUN npm run build \
- && npm prune --omit=dev --ignore-scripts
+ && npm prune --omit=dev --omit=optional --ignore-scripts \
+ && find node_modules/@prisma/client/runtime -name 'query_compiler_*' ! -name '*.postgresql.*' -delete
+
+# The test suite, against the Redis and PostgreSQL that TEST_REDIS_URL and TEST_DATABASE_URL name (the compose
+# `test` service sets them). Debian's chromium for the browser tests; redis-server for the tests that start
+# their own Redis nodes on loopback. Runs as root, like a fresh CI machine.
+FROM deps AS test
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends chromium fonts-liberation redis-server \
+ && rm -rf /var/lib/apt/lists/*
+COPY . .
+ENV CI=true
+CMD ["npm", "test"]
 
 # Runtime: the build output, production dependencies and the migrations (applied at start unless MIGRATE=false).
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 WORKDIR /app
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \

@@ -2,8 +2,8 @@
 // Builds dist/ when it is missing or older than any source file (src/, prisma/schema.prisma, configs).
 'use strict';
 const { execSync } = require('node:child_process');
-const { existsSync, readdirSync, statSync } = require('node:fs');
-const { join } = require('node:path');
+const { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } = require('node:fs');
+const { dirname, join } = require('node:path');
 
 const root = join(__dirname, '..');
 const stamp = join(root, 'dist', '.built');
@@ -20,8 +20,50 @@ function newestMtime(path) {
 }
 
 const sources = ['src', 'prisma/schema.prisma', 'tsconfig.json', 'tsconfig.build.json', 'package-lock.json'].map((p) => join(root, p));
-const builtAt = existsSync(stamp) ? statSync(stamp).mtimeMs : 0;
-if (sources.some((p) => existsSync(p) && newestMtime(p) > builtAt)) {
-  console.error('building…');
-  execSync('npm run --silent build', { cwd: root, stdio: 'inherit' });
+const stale = () => {
+  const builtAt = existsSync(stamp) ? statSync(stamp).mtimeMs : 0;
+  return sources.some((p) => existsSync(p) && newestMtime(p) > builtAt);
+};
+
+/**
+ * One build at a time: `npm start` in one terminal and `npm run token` in another both land here on a fresh
+ * checkout (so do tests run in parallel), and two builds writing dist/ at once leave it broken. The lock file
+ * holds its builder's pid, so a build interrupted by Ctrl-C does not hold it for ever.
+ */
+function withBuildLock(build) {
+  const lock = join(root, 'dist', '.build-lock');
+  mkdirSync(dirname(lock), { recursive: true });
+  for (;;) {
+    try {
+      writeFileSync(lock, String(process.pid), { flag: 'wx' });
+      break;
+    } catch (error) {
+      if (error.code !== 'EEXIST') throw error;
+    }
+    if (!builderAlive(lock)) rmSync(lock, { force: true });
+    else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200); // a synchronous sleep
+  }
+  try {
+    build();
+  } finally {
+    rmSync(lock, { force: true });
+  }
+}
+
+function builderAlive(lock) {
+  try {
+    process.kill(Number(readFileSync(lock, 'utf8')), 0);
+    return true;
+  } catch (error) {
+    return error.code === 'EPERM'; // alive, another user's; a missing file or process (ENOENT, ESRCH) is not
+  }
+}
+
+if (stale()) {
+  withBuildLock(() => {
+    if (!stale()) return; // built meanwhile by the holder of the lock
+    console.error('building…');
+    // The build's output goes to stderr: `TOKEN=$(npm run -s token ...)` must capture the token alone.
+    execSync('npm run --silent build', { cwd: root, stdio: ['ignore', process.stderr, process.stderr] });
+  });
 }

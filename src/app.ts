@@ -20,6 +20,7 @@ import { AuditService } from './domain/audit-service';
 import { CouponService } from './domain/coupon-service';
 import { IssuanceService } from './domain/issuance-service';
 import { PromotionService } from './domain/promotion-service';
+import { StockFeeds } from './domain/stock-feeds';
 import type { Caller } from './domain/types';
 import type { Logger } from './logger';
 import { Metrics } from './metrics';
@@ -45,6 +46,8 @@ export interface RunningApp {
   metrics: Metrics;
   promotions: PromotionService;
   issuance: IssuanceService;
+  /** promotionStock's feeds in this process. */
+  stock: StockFeeds;
   consumer: StreamConsumer | null;
   audit: AuditService;
   /** GraphQL requests answered by the fast path (api/fast-path.ts) rather than Apollo, so far. */
@@ -128,6 +131,16 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     : null;
   const events = eventBus ?? { watchUser: () => Promise.reject(new Error('no subscriptions in ROLE=consumer')), unwatchUser: () => undefined };
   const issuance = new IssuanceService(reservations, couponRepository, failureRepository, events, (outcome) => metrics.issueOutcome(outcome));
+  const stock = new StockFeeds(
+    async (promotionId) => (await reservations.liveStates([promotionId])).get(promotionId),
+    clock,
+    Math.ceil(1000 / config.stockUpdatesPerSecond),
+    {
+      read: () => metrics.stockFeedRead(),
+      readFailed: (promotionId, error) => logger.warn({ err: error, promotionId }, 'promotionStock feed cannot read Redis; reading again at its next tick'),
+    },
+  );
+  if (servesApi) metrics.watchStockFeeds(stock);
   const coupons = new CouponService(new PrismaCouponLifecycleRepository(db), clock, (outcome) => metrics.redeemOutcome(outcome));
   const limiter = new RedisRateLimiter(redis, {
     onFallback: (error) => {
@@ -184,7 +197,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   };
 
   const authenticator = new Authenticator({ secret: config.jwtSecret, ...config.jwt });
-  const context = (caller: Caller | null, clientIp: string | null): GraphQLContext => ({ caller, clientIp, issuance });
+  const context = (caller: Caller | null, clientIp: string | null): GraphQLContext => ({ caller, clientIp, issuance, stock });
   const onInternalError = (error: unknown) => logger.error({ err: error }, 'internal error');
 
   const metricsText = { contentType: metrics.registry.contentType, text: () => metrics.registry.metrics() };
@@ -288,6 +301,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
       if (graphqlServer) {
         const server = graphqlServer;
         await step('closing websockets', () => server.closeWebSockets());
+        stock.close(); // the sockets are gone: no feed has a watcher left, this only makes sure none reads on
         await step('draining http', () => server.apollo.stop()); // stops accepting, finishes in-flight requests
       } else {
         await step('closing http', () => new Promise<void>((resolve) => httpServer.close(() => resolve())));
@@ -308,5 +322,5 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     })());
 
   const fastPathAnswers = () => graphqlServer?.fastPath.answered ?? 0;
-  return { port, url, metricsUrl, metrics, promotions, issuance, consumer, audit, fastPathAnswers, stop };
+  return { port, url, metricsUrl, metrics, promotions, issuance, stock, consumer, audit, fastPathAnswers, stop };
 }

@@ -44,6 +44,8 @@ const schema = z
     STATUS_TTL_SECONDS: intFrom(3600, 90 * 86400, 7 * 86400),
     SHUTDOWN_TIMEOUT_MS: intFrom(100, 60_000, 8000),
     RECONCILE_INTERVAL_MS: intFrom(500, 3_600_000, 5000),
+    // promotionStock: values a second per watcher, and the reads a second of each watched promotion's feed.
+    STOCK_UPDATES_PER_SECOND: intFrom(1, 100, 4),
     CORS_ORIGINS: z
       .string()
       .regex(/^(\*|https?:\/\/[^\s,]+(,https?:\/\/[^\s,]+)*)$/, 'must be * or a comma-separated list of http(s) origins')
@@ -121,6 +123,8 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** How often every process checks that PostgreSQL and Redis agree on the promotions, and repairs them. */
   reconcileIntervalMs: number;
+  /** promotionStock: at most this many updates a second per watcher (one feed read per tick of 1/rate s). */
+  stockUpdatesPerSecond: number;
   /** Browser origins allowed to call /graphql: '*' (tokens travel in a header, never in cookies) or a list. */
   corsOrigins: '*' | string[];
   /** Extra request headers allowed by CORS, lower case (CORS_ALLOW_HEADERS). */
@@ -195,6 +199,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     statusTtlSeconds: e.STATUS_TTL_SECONDS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
+    stockUpdatesPerSecond: e.STOCK_UPDATES_PER_SECOND,
     corsOrigins: e.CORS_ORIGINS === '*' ? '*' : e.CORS_ORIGINS.split(','),
     corsAllowHeaders: e.CORS_ALLOW_HEADERS ? e.CORS_ALLOW_HEADERS.split(',').map((h) => h.trim().toLowerCase()) : [],
     metricsPort: e.METRICS_PORT ?? null,

@@ -7,6 +7,22 @@ export interface QueueDepth {
   entries: number;
   pending: number;
   deadLetter: number;
+  /** Age of the oldest request not yet ISSUED or FAILED, over every promotion (0: none waiting). */
+  lagSeconds?: number;
+  /** The promotions being sold, at most MAX_PROMOTION_SERIES (redis/queue-stats.ts). */
+  promotions?: PromotionQueueStats[];
+  /** Promotions being sold past that cap, left out of the per-promotion series. */
+  promotionsLeftOut?: number;
+}
+
+export interface PromotionQueueStats {
+  promotionId: string;
+  remainingStock: number;
+  /** Requests queued and not yet ISSUED or FAILED (in flight). */
+  backlog: number;
+  /** Redis's issued counter (NaN when missing). */
+  issued: number;
+  lagSeconds: number;
 }
 
 /** The routes HTTP requests are counted by: every other path is `other`, so a client cannot grow the label set. */
@@ -158,6 +174,28 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private stockFeeds: { readonly feedCount: number; readonly watcherCount: number } | null = null;
+
+  private readonly stockFeedCount: Gauge = new Gauge({
+    name: 'coupon_stock_feeds',
+    help: 'promotionStock feeds running in this process: one per watched promotion, whatever the number of watchers',
+    registers: [this.registry],
+    collect: (): void => this.stockFeedCount.set(this.stockFeeds?.feedCount ?? 0),
+  });
+
+  private readonly stockWatchers: Gauge = new Gauge({
+    name: 'coupon_stock_watchers',
+    help: 'promotionStock subscriptions of this process waiting on a feed',
+    registers: [this.registry],
+    collect: (): void => this.stockWatchers.set(this.stockFeeds?.watcherCount ?? 0),
+  });
+
+  private readonly stockFeedReads = new Counter({
+    name: 'coupon_stock_feed_reads_total',
+    help: 'reads of a promotion\'s live state by the promotionStock feeds of this process (one feed per watched promotion)',
+    registers: [this.registry],
+  });
+
   constructor(queueDepth?: () => Promise<QueueDepth>) {
     collectDefaultMetrics({ register: this.registry });
     // These walk every open socket on each scrape, synchronously (a readdir of /proc/self/fd, an array of
@@ -185,6 +223,30 @@ export class Metrics {
       gauge('coupon_queue_length', 'queued requests not yet confirmed, all promotions (stream length)', (d) => d.entries);
       gauge('coupon_queue_pending', 'requests delivered to a consumer and not yet acknowledged', (d) => d.pending);
       gauge('coupon_dead_letter_length', 'requests in the dead-letter streams', (d) => d.deadLetter);
+      gauge(
+        'coupon_consumer_lag_seconds',
+        'age of the oldest queued request not yet ISSUED or FAILED, over all promotions (0 when none waits)',
+        (d) => d.lagSeconds ?? Number.NaN,
+      );
+      gauge('coupon_promotion_series_left_out', 'promotions being sold beyond the cap of per-promotion series', (d) => d.promotionsLeftOut ?? 0);
+      // Per promotion, only those being sold and at most MAX_PROMOTION_SERIES of them: the series of a promotion
+      // that ended go at the next scrape (reset), so the label set stays bounded.
+      const perPromotion = (name: string, help: string, pick: (p: PromotionQueueStats) => number) =>
+        new Gauge({
+          name,
+          help,
+          labelNames: ['promotion'] as const,
+          registers: [this.registry],
+          async collect() {
+            const depth = await read();
+            this.reset();
+            for (const p of depth.promotions ?? []) this.set({ promotion: p.promotionId }, pick(p));
+          },
+        });
+      perPromotion('coupon_promotion_remaining_stock', 'stock not yet reserved, per promotion being sold', (p) => p.remainingStock);
+      perPromotion('coupon_promotion_backlog', 'requests queued and not yet ISSUED or FAILED (in flight), per promotion being sold', (p) => p.backlog);
+      perPromotion('coupon_promotion_issued', 'coupons issued (Redis\'s counter), per promotion being sold', (p) => p.issued);
+      perPromotion('coupon_promotion_lag_seconds', 'age of the oldest request in flight, per promotion being sold', (p) => p.lagSeconds);
     }
   }
 
@@ -220,6 +282,15 @@ export class Metrics {
 
   wsSubscription(delta: 1 | -1): void {
     this.wsSubscriptions.inc(delta);
+  }
+
+  /** promotionStock's feeds and watchers in this process, read at each scrape. */
+  watchStockFeeds(feeds: { readonly feedCount: number; readonly watcherCount: number }): void {
+    this.stockFeeds = feeds;
+  }
+
+  stockFeedRead(): void {
+    this.stockFeedReads.inc();
   }
 
   rateLimiterFallback(): void {

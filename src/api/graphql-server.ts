@@ -6,6 +6,7 @@ import { GraphQLError, createSourceEventStream, execute, getOperationAST, valida
 import { WebSocketServer } from 'ws';
 import type { EdgeLimits } from '../config';
 import { UnavailableError } from '../domain/errors';
+import { isLatestOnly } from '../domain/stock-feeds';
 import type { Caller } from '../domain/types';
 import type { Authenticator } from './auth';
 import { assertOperationComplexity } from './complexity';
@@ -20,6 +21,8 @@ import {
   boundedBacklog,
   declaredVariables,
   isSubscription,
+  latestOnly,
+  SharedResults,
   parseDocument,
   parseOptions,
   tooManySubscriptions,
@@ -120,6 +123,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
   const connections = new WebSocketConnections(limits);
   const rules = validationRules(limits);
   const documents = new DocumentCache();
+  const sharedResults = new SharedResults();
 
   // Per connection: who it is, from where, whether it holds a connection slot, and the ids of its running
   // subscriptions (queries and mutations do not count).
@@ -219,11 +223,16 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         const name = getOperationAST(args.document, args.operationName)?.name?.value ?? null;
         subscriptionNames.set(payload, name);
         accessLog.subscriptionStarted(ctx.extra.requestId ?? '', id, name, ctx.extra.caller?.userId ?? null);
+        const run = (event: unknown) => execute({ ...args, rootValue: event });
+        // A source that keeps only its latest value (promotionStock) coalesces for a slow client: read lazily.
+        if (isLatestOnly(result)) {
+          return latestOnly(result as AsyncIterable<unknown>, (event) => sharedResults.get(event, args.document, args.variableValues, () => run(event)));
+        }
         return boundedBacklog(
           result as AsyncIterable<unknown>,
           limits.wsMaxBacklog,
           () => ctx.extra.socket.close(CLOSE_BACKLOG_OVERFLOW, 'Subscriber too slow'),
-          (event) => execute({ ...args, rootValue: event }),
+          run,
         );
       },
       // Once per operation that ran, whatever ended it (the client, the server, the socket closing).

@@ -9,6 +9,7 @@ import type { GraphQLContext } from './context';
 import type { FastPath, GraphQLAnswer } from './fast-path';
 import type { AccessLog, HttpExchange } from '../ops/access-log';
 import { graphiqlPage } from './graphiql';
+import { serveDashboard } from '../web/dashboard';
 import { refuseWhole, type RateLimits } from './rate-limits';
 
 export interface Readiness {
@@ -257,6 +258,8 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
         }
         return sendJson(res, 404, { error: 'not found' });
       default:
+        // The dashboard reads the GraphQL API, so it is served where /graphql is (not by ROLE=consumer).
+        if (deps.graphql && serveDashboard(req, res, path)) return;
         return sendJson(res, 404, { error: 'not found' });
     }
   }

@@ -273,3 +273,49 @@ class BoundedBacklog<S, T> implements AsyncIterableIterator<T, void, undefined> 
     return this;
   }
 }
+
+/**
+ * Results of values shared by many subscribers (promotionStock hands every watcher of a promotion the same
+ * value object): executed once per value, document and variables, not once per subscriber. Only for sources
+ * whose results depend on nothing else (not on the caller): latest-only ones.
+ */
+export class SharedResults {
+  private readonly byValue = new WeakMap<object, WeakMap<object, Map<string, unknown>>>();
+
+  get<T>(value: unknown, document: object, variables: unknown, run: () => T): T {
+    if (typeof value !== 'object' || value === null) return run();
+    let byDocument = this.byValue.get(value);
+    if (!byDocument) this.byValue.set(value, (byDocument = new WeakMap()));
+    let byVariables = byDocument.get(document);
+    if (!byVariables) byDocument.set(document, (byVariables = new Map()));
+    const key = JSON.stringify(variables ?? null);
+    if (!byVariables.has(key)) byVariables.set(key, run());
+    return byVariables.get(key) as T;
+  }
+}
+
+/**
+ * A source that keeps only its latest value (promotionStock), mapped as it is read and read only when the
+ * client has taken the previous result: graphql-ws asks for the next one once its send is done, so a slow
+ * client holds one value, the latest, and never a backlog.
+ */
+export function latestOnly<S, T>(source: AsyncIterable<S>, map: (value: S) => T | Promise<T>): AsyncIterableIterator<T, void, undefined> {
+  const iterator = source[Symbol.asyncIterator]();
+  return {
+    next: async () => {
+      const result = await iterator.next();
+      return result.done ? FINISHED : { value: await map(result.value), done: false };
+    },
+    return: async () => {
+      await iterator.return?.();
+      return FINISHED;
+    },
+    throw: async (error: unknown) => {
+      await iterator.return?.();
+      throw error;
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
+}

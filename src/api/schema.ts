@@ -8,6 +8,7 @@ import { AuditResolver } from './resolvers/audit.resolver';
 import { CouponResolver } from './resolvers/coupon.resolver';
 import { IssuanceResolver } from './resolvers/issuance.resolver';
 import { PromotionResolver } from './resolvers/promotion.resolver';
+import { StockResolver } from './resolvers/stock.resolver';
 import { DateTimeScalar } from './types/date-time.scalar';
 
 export interface SchemaServices {
@@ -37,9 +38,10 @@ export async function createSchema(services: SchemaServices): Promise<GraphQLSch
     [IssuanceResolver, new IssuanceResolver(services.issuance)],
     [AuditResolver, new AuditResolver(services.audit, services.issuance)],
     [CouponResolver, new CouponResolver(services.coupons)],
+    [StockResolver, new StockResolver()],
   ]);
   return buildSchema({
-    resolvers: [PromotionResolver, IssuanceResolver, AuditResolver, CouponResolver],
+    resolvers: [PromotionResolver, IssuanceResolver, AuditResolver, CouponResolver, StockResolver],
     scalarsMap: [{ type: Date, scalar: DateTimeScalar }],
     container: { get: (someClass) => instances.get(someClass) },
     validate: false,

@@ -132,6 +132,16 @@ export interface PromotionLiveState {
   remainingStock: number;
   /** set when issuance was stopped early (endPromotion) */
   endedAt: Date | null;
+  /** the sale's window as Redis holds it (null when the state does not exist) */
+  startsAt: Date | null;
+  endsAt: Date | null;
+  /**
+   * Coupons issued, as Redis counts them (confirm.lua, after each commit): it may trail PostgreSQL by the
+   * moments between a batch's commit and its confirmation. null when Redis holds no counter: count the rows.
+   */
+  issuedCount: number | null;
+  /** Rebuilt from PostgreSQL: the counter is to be checked against it once nothing is in flight. */
+  recountIssued: boolean;
 }
 
 export interface ReservationStore {
@@ -143,7 +153,19 @@ export interface ReservationStore {
    * queue that nobody reads, no open sale without its per-user counts; the next call finishes the work.
    * `reservationsMade` (default: issuedCount) restarts the position sequence past every position already used.
    */
-  setupPromotion(promotion: PromotionRecord, issuedCount: number, holdings?: Map<string, UserHoldings>, reservationsMade?: number): Promise<boolean>;
+  setupPromotion(
+    promotion: PromotionRecord,
+    issuedCount: number,
+    holdings?: Map<string, UserHoldings>,
+    reservationsMade?: number,
+    /** Rebuilt from PostgreSQL: the issued counter is checked against it later (settleIssuedCount). */
+    rebuild?: boolean,
+  ): Promise<boolean>;
+  /**
+   * After a rebuild: sets the issued counter to `counted` (PostgreSQL's count, read after the counter was read as
+   * `seen`) if nothing is in flight and the counter has not moved since; 'later' when it could not yet.
+   */
+  settleIssuedCount(promotionId: string, seen: number | null, counted: number): Promise<'settled' | 'nothing' | 'later'>;
   hasPromotion(promotionId: string): Promise<boolean>;
   /** Adds the promotion to the set of queues the consumers read. */
   register(promotionId: string): Promise<void>;

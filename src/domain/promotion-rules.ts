@@ -105,7 +105,11 @@ export function validateAdminIdempotencyKey(key: string | null | undefined): str
 }
 
 /** The status a client sees. An early end (endPromotion) and the natural end both read as ENDED. */
-export function promotionStatus(promotion: PromotionRecord, remainingStock: number, now: Date): PromotionStatus {
+export function promotionStatus(
+  promotion: Pick<PromotionRecord, 'startsAt' | 'endsAt' | 'endedAt'>,
+  remainingStock: number,
+  now: Date,
+): PromotionStatus {
   const t = now.getTime();
   if (promotion.endedAt !== null || t >= promotion.endsAt.getTime()) return 'ENDED';
   if (t < promotion.startsAt.getTime()) return 'SCHEDULED';

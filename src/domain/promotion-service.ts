@@ -25,7 +25,9 @@ export type ReconcileFix =
   | 'end written to PostgreSQL'
   | 'end written to Redis'
   | 'total stock raised in Redis'
-  | 'registered for the consumers';
+  | 'registered for the consumers'
+  | 'issued counter set from PostgreSQL'
+  | 'issued counter settled from PostgreSQL';
 
 export interface ReconcileReport {
   checked: number;
@@ -173,6 +175,18 @@ export class PromotionService {
       await this.reservations.endPromotion(record.id, record.endedAt);
       fixes.push('end written to Redis');
     }
+    if (state.issuedCount === null) {
+      // State built before Redis kept the counter: set it from PostgreSQL's count (everything else is left as is).
+      await this.rebuild(record);
+      fixes.push('issued counter set from PostgreSQL');
+    }
+    if (state.recountIssued) {
+      // Rebuilt earlier: once nothing is in flight, PostgreSQL's count (read after the counter) settles it.
+      const counted = (await this.promotions.issuedCounts([record.id])).get(record.id) ?? 0;
+      if ((await this.reservations.settleIssuedCount(record.id, state.issuedCount, counted)) === 'settled') {
+        fixes.push('issued counter settled from PostgreSQL');
+      }
+    }
     if (record.totalStock > state.totalStock) {
       await this.reservations.raiseTotalStock(record.id, record.totalStock); // an addition whose Redis write failed
       fixes.push('total stock raised in Redis');
@@ -203,17 +217,20 @@ export class PromotionService {
     const perUser = await this.promotions.couponsPerUser(record.id);
     // New positions start past every one used, so the audit never mistakes a new reservation for an old one.
     const lastPosition = await this.promotions.lastPosition(record.id);
-    return this.reservations.setupPromotion(record, issued, perUser, Math.max(issued, lastPosition));
+    return this.reservations.setupPromotion(record, issued, perUser, Math.max(issued, lastPosition), true);
   }
 
   private async views(records: PromotionRecord[]): Promise<PromotionView[]> {
-    const ids = records.map((r) => r.id);
-    const [live, issued] = await Promise.all([this.reservations.liveStates(ids), this.promotions.issuedCounts(ids)]);
+    const live = await this.reservations.liveStates(records.map((r) => r.id));
+    // Redis counts issued coupons with the live state; PostgreSQL counts only those it holds no counter for.
+    const uncounted = records.filter((r) => (live.get(r.id)?.issuedCount ?? null) === null).map((r) => r.id);
+    const counted = uncounted.length > 0 ? await this.promotions.issuedCounts(uncounted) : new Map<string, number>();
     return records.map((r) => {
       const state = live.get(r.id);
+      const issuedCount = state?.issuedCount ?? counted.get(r.id) ?? 0;
       // Redis decides issuance: an end it holds shows at once, even before PostgreSQL has it.
       const record = r.endedAt === null && state?.endedAt ? { ...r, endedAt: state.endedAt } : r;
-      return this.viewOf(record, { remainingStock: state?.remainingStock ?? 0, issuedCount: issued.get(r.id) ?? 0 });
+      return this.viewOf(record, { remainingStock: state?.remainingStock ?? 0, issuedCount });
     });
   }
 

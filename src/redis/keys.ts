@@ -6,10 +6,13 @@
 export const CONSUMER_GROUP = 'coupon-writers';
 
 /** Fields of a promotion's meta hash read from TypeScript (the Lua scripts spell the same names). */
-export const META_FIELDS = { totalStock: 'totalStock', endedAt: 'endedAt' } as const;
+export const META_FIELDS = { totalStock: 'totalStock', endedAt: 'endedAt', startsAt: 'startsAt', endsAt: 'endsAt', recount: 'recount' } as const;
 
 export interface PromotionKeys {
-  /** hash: totalStock, perUserLimit, startsAt, endsAt (epoch ms), endedAt (epoch ms, when ended early) */
+  /**
+   * hash: totalStock, perUserLimit, startsAt, endsAt (epoch ms), endedAt (epoch ms, when ended early); recount = 1
+   * after a rebuild, until the issued counter is checked against PostgreSQL (settle-issued.lua)
+   */
   meta: string;
   /** string: stock not yet reserved */
   stock: string;
@@ -19,6 +22,11 @@ export interface PromotionKeys {
   stream: string;
   /** stream: requests that could never be stored */
   deadLetter: string;
+  /**
+   * string: coupons issued so far. Set from PostgreSQL's count when the state is built (setup-promotion.lua),
+   * then raised by confirm.lua on each request's transition to ISSUED; read instead of counting rows.
+   */
+  issued: string;
 }
 
 export class RedisKeys {
@@ -36,6 +44,7 @@ export class RedisKeys {
       seq: `${tag}:seq`,
       stream: `${tag}:stream`,
       deadLetter: `${tag}:dead`,
+      issued: `${tag}:issued`,
     };
   }
 

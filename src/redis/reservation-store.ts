@@ -95,6 +95,7 @@ export class RedisReservationStore implements ReservationStore {
     issuedCount: number,
     holdings?: Map<string, UserHoldings>,
     reservationsMade = issuedCount,
+    rebuild = false,
   ): Promise<boolean> {
     const k = this.keys.promotion(promotion.id);
     await this.register(promotion.id);
@@ -118,6 +119,7 @@ export class RedisReservationStore implements ReservationStore {
       k.stock,
       k.seq,
       k.stream,
+      k.issued,
       promotion.totalStock,
       promotion.perUserLimit,
       promotion.startsAt.getTime(),
@@ -126,6 +128,8 @@ export class RedisReservationStore implements ReservationStore {
       Math.max(0, promotion.totalStock - issuedCount),
       reservationsMade,
       CONSUMER_GROUP,
+      issuedCount,
+      rebuild ? '1' : '',
     ));
     return created === 1;
   }
@@ -159,7 +163,12 @@ export class RedisReservationStore implements ReservationStore {
     const perPromotion = await Promise.all(
       promotionIds.map((id) => {
         const k = this.keys.promotion(id);
-        return this.reads.pipeline().hmget(k.meta, META_FIELDS.totalStock, META_FIELDS.endedAt).get(k.stock).exec();
+        return this.reads
+          .pipeline()
+          .hmget(k.meta, META_FIELDS.totalStock, META_FIELDS.endedAt, META_FIELDS.startsAt, META_FIELDS.endsAt, META_FIELDS.recount)
+          .get(k.stock)
+          .get(k.issued)
+          .exec();
       }),
     );
     const reply = <T>(i: number, j: number): T => {
@@ -168,16 +177,27 @@ export class RedisReservationStore implements ReservationStore {
       return value as T;
     };
     promotionIds.forEach((id, i) => {
-      const [total, endedAt] = reply<(string | null)[]>(i, 0);
+      const [total, endedAt, startsAt, endsAt, recount] = reply<(string | null)[]>(i, 0);
       const stock = reply<string | null>(i, 1);
+      const issued = reply<string | null>(i, 2);
       result.set(id, {
         exists: total !== null && total !== undefined,
         totalStock: Number(total ?? 0),
         remainingStock: Math.max(0, Number(stock ?? 0)),
         endedAt: endedAt ? new Date(Number(endedAt)) : null,
+        startsAt: startsAt ? new Date(Number(startsAt)) : null,
+        endsAt: endsAt ? new Date(Number(endsAt)) : null,
+        issuedCount: issued === null || issued === undefined ? null : Number(issued),
+        recountIssued: recount === '1',
       });
     });
     return result;
+  }
+
+  async settleIssuedCount(promotionId: string, seen: number | null, counted: number): Promise<'settled' | 'nothing' | 'later'> {
+    const k = this.keys.promotion(promotionId);
+    const reply = await this.replicated(k.meta, () => this.redis.couponSettleIssued(k.meta, k.stream, k.issued, seen === null ? '' : String(seen), counted));
+    return reply === 1 ? 'settled' : reply === 0 ? 'nothing' : 'later';
   }
 
   async registered(promotionIds: string[]): Promise<Set<string>> {

@@ -19,6 +19,7 @@ export interface ScriptCommands {
   couponEndPromotion(...keysThenArgs: (string | number)[]): ScriptReply<string | -1>;
   couponRetire(...keysThenArgs: (string | number)[]): ScriptReply<number>;
   couponAuditSnapshot(...keys: string[]): ScriptReply<(number | string)[]>;
+  couponSettleIssued(...keysThenArgs: (string | number)[]): ScriptReply<number>;
   couponConsumerLease(key: string, owner: string, leaseMs: number, replaceable: string): ScriptReply<number>;
   couponDeleteConsumer(stream: string, group: string, consumer: string): ScriptReply<number>;
   couponRateLimit(key: string, ratePerSecond: number, burst: number): ScriptReply<number>;
@@ -36,11 +37,12 @@ const SCRIPTS: { name: keyof ScriptCommands; file: string; keys?: number; fragme
   // confirm takes a variable number of keys: the caller passes numKeys first.
   { name: 'couponConfirm', file: 'confirm.lua', status: true },
   { name: 'couponFail', file: 'fail.lua', keys: 5, status: true },
-  { name: 'couponSetupPromotion', file: 'setup-promotion.lua', keys: 4 },
+  { name: 'couponSetupPromotion', file: 'setup-promotion.lua', keys: 5 },
   { name: 'couponAddStock', file: 'add-stock.lua', keys: 2 },
   { name: 'couponEndPromotion', file: 'end-promotion.lua', keys: 1 },
   { name: 'couponRetire', file: 'retire.lua', keys: 5 },
   { name: 'couponAuditSnapshot', file: 'audit-snapshot.lua', keys: 4 },
+  { name: 'couponSettleIssued', file: 'settle-issued.lua', keys: 3 },
   { name: 'couponConsumerLease', file: 'consumer-lease.lua', keys: 1 },
   { name: 'couponDeleteConsumer', file: 'delete-consumer.lua', keys: 1 },
   { name: 'couponRateLimit', file: 'rate-limit.lua', keys: 1, fragments: ['gcra.lua'] },
@@ -86,9 +88,9 @@ export const ISSUE_RATE_LIMITED = -6;
 export class ConsumerScripts {
   constructor(private readonly redis: ScriptedRedis) {}
 
-  /** confirm.lua: ISSUED, published, acknowledged and deleted; returns the number acknowledged. */
+  /** confirm.lua: ISSUED, published, counted, acknowledged and deleted; returns the number acknowledged. */
   async confirm(
-    keys: { stream: string },
+    keys: { stream: string; issued: string },
     args: { group: string; statusTtlMs: number; entries: ConfirmedEntry[] },
   ): Promise<number> {
     const statusKeys: string[] = [];
@@ -97,7 +99,7 @@ export class ConsumerScripts {
       statusKeys.push(e.statusKey);
       argv.push(e.entryId, e.channel, e.message);
     }
-    return this.redis.couponConfirm(1 + statusKeys.length, keys.stream, ...statusKeys, ...argv);
+    return this.redis.couponConfirm(2 + statusKeys.length, keys.stream, keys.issued, ...statusKeys, ...argv);
   }
 
   /** fail.lua: FAILED, stock and the user's count given back, dead-lettered, published, acknowledged. */

@@ -238,8 +238,8 @@ export class RedisStreamQueue {
         sentAt,
       ),
     }));
-    const stream = this.keys.promotion(promotionId).stream;
-    await this.scripts.confirm({ stream }, { group: CONSUMER_GROUP, statusTtlMs: this.statusTtlMs, entries });
+    const { stream, issued } = this.keys.promotion(promotionId);
+    await this.scripts.confirm({ stream, issued }, { group: CONSUMER_GROUP, statusTtlMs: this.statusTtlMs, entries });
   }
 
   /**

@@ -74,9 +74,7 @@ beforeAll(async () => {
   redisProxy = new TcpProxy(redisUrl.hostname, Number(redisUrl.port || 6379));
   pgProxy = new TcpProxy(pgUrl.hostname, Number(pgUrl.port || 5432));
   await Promise.all([redisProxy.start(), pgProxy.start()]);
-  const viaProxy = new URL(env.databaseUrl);
-  viaProxy.port = String(pgProxy.port);
-  app = await startTestApp(env, { REDIS_URL: `redis://127.0.0.1:${redisProxy.port}`, DATABASE_URL: viaProxy.toString(), RECONCILE_INTERVAL_MS: '500' });
+  app = await startTestApp(env, { REDIS_URL: redisProxy.via(env.redisUrl), DATABASE_URL: pgProxy.via(env.databaseUrl), RECONCILE_INTERVAL_MS: '500' });
   pg = new Client({ connectionString: env.databaseUrl });
   await pg.connect();
   redis = new Redis(env.redisUrl);

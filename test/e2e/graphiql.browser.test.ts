@@ -1,15 +1,13 @@
-import { existsSync } from 'node:fs';
-import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import type { RunningApp } from '../../src/app';
 import { CreatePromotionDocument, IssuanceDocument, IssueCouponDocument } from '../generated/graphql';
 import { startTestApp } from '../helpers/app';
+import { launchChromium } from '../helpers/browser';
 import { httpGraphQL, tokenFor } from '../helpers/clients';
 import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
 
 /** GraphiQL as a person uses it: a real headless Chromium, with every request off the test server refused. */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const UI_TIMEOUT = 20_000;
 
 describe('GraphiQL playground in a browser', () => {
@@ -23,10 +21,9 @@ describe('GraphiQL playground in a browser', () => {
   const externalRequests: string[] = [];
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: install it (apt-get install chromium) or set CHROMIUM_PATH`);
+    browser = await launchChromium();
     env = await createTestEnvironment('graphiql_browser');
     app = await startTestApp(env);
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
 
     const input = { name: 'Browser sale', totalStock: 5, endsAt: new Date(Date.now() + 3_600_000).toISOString() };
     const created = await httpGraphQL(app.url, CreatePromotionDocument, { input }, await tokenFor('admin', { admin: true }));

@@ -17,10 +17,9 @@ let proxy: TcpProxy;
 
 beforeAll(async () => {
   env = await createTestEnvironment('pg_outage');
-  proxy = new TcpProxy('127.0.0.1', Number(new URL(env.databaseUrl).port || 5432));
-  const viaProxy = new URL(env.databaseUrl);
-  viaProxy.port = String(await proxy.start());
-  app = await startTestApp(env, { DATABASE_URL: viaProxy.toString(), CONSUMER_MAX_BACKOFF_MS: '200' });
+  proxy = new TcpProxy(new URL(env.databaseUrl).hostname, Number(new URL(env.databaseUrl).port || 5432));
+  await proxy.start();
+  app = await startTestApp(env, { DATABASE_URL: proxy.via(env.databaseUrl), CONSUMER_MAX_BACKOFF_MS: '200' });
 });
 
 afterAll(async () => {

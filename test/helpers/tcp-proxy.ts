@@ -24,6 +24,14 @@ export class TcpProxy {
     return this.port;
   }
 
+  /** `url` (redis://, postgresql://) through this started proxy: its host and port, the rest unchanged. */
+  via(url: string): string {
+    const proxied = new URL(url);
+    proxied.hostname = '127.0.0.1';
+    proxied.port = String(this.port);
+    return proxied.toString();
+  }
+
   /**
    * The next client chunk that matches runs `action`; the chunk is then forwarded, or dropped (and the
    * connection with it) when the action says so. Resolves once it has fired.

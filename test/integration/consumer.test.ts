@@ -198,11 +198,9 @@ describe('When a consumer process is SIGKILLed mid-batch', () => {
 });
 
 test('When PostgreSQL is unreachable for a while, then nothing is lost and everything is stored once it is back', async () => {
-  const proxy = new TcpProxy('127.0.0.1', Number(new URL(env.databaseUrl).port || 5432));
-  const port = await proxy.start();
-  const viaProxy = new URL(env.databaseUrl);
-  viaProxy.port = String(port);
-  const proxiedDb = createDb(viaProxy.toString());
+  const proxy = new TcpProxy(new URL(env.databaseUrl).hostname, Number(new URL(env.databaseUrl).port || 5432));
+  await proxy.start();
+  const proxiedDb = createDb(proxy.via(env.databaseUrl));
   try {
     const p = await newPromotion(40);
     await proxy.cut();

@@ -26,10 +26,9 @@ beforeAll(async () => {
   env = await createTestEnvironment('event_bus');
   db = createDb(env.databaseUrl);
   redis = createRedis(env.redisUrl, 'test-commands');
-  proxy = new TcpProxy('127.0.0.1', Number(new URL(env.redisUrl).port || 6379));
-  const viaProxy = new URL(env.redisUrl);
-  viaProxy.port = String(await proxy.start());
-  subscriber = createDedicatedRedis(viaProxy.toString(), 'test-events');
+  proxy = new TcpProxy(new URL(env.redisUrl).hostname, Number(new URL(env.redisUrl).port || 6379));
+  await proxy.start();
+  subscriber = createDedicatedRedis(proxy.via(env.redisUrl), 'test-events');
   await Promise.all([connectRedis(redis), connectRedis(subscriber)]);
 });
 

@@ -338,10 +338,9 @@ test('When PostgreSQL is away while a consumer takes over a dead holder\'s entri
   const p = await newPromotion(5);
   const ids = [await reserve(p, 'a'), await reserve(p, 'b')];
   await redis.xreadgroup('GROUP', CONSUMER_GROUP, 'crashed', 'COUNT', 10, 'STREAMS', keys.promotion(p.id).stream, '>');
-  const proxy = new TcpProxy('127.0.0.1', Number(new URL(env.databaseUrl).port || 5432));
-  const viaProxy = new URL(env.databaseUrl);
-  viaProxy.port = String(await proxy.start());
-  const proxiedDb = createDb(viaProxy.toString());
+  const proxy = new TcpProxy(new URL(env.databaseUrl).hostname, Number(new URL(env.databaseUrl).port || 5432));
+  await proxy.start();
+  const proxiedDb = createDb(proxy.via(env.databaseUrl));
   try {
     await proxy.cut();
     const consumer = await createConsumer({ redisUrl: env.redisUrl, redis, keys, db: proxiedDb, options: { consumerName: 'patient', maxDeliveries: 3, maxBackoffMs: 100 } });
@@ -361,10 +360,9 @@ test('When PostgreSQL is away while a consumer takes over a dead holder\'s entri
 });
 
 test('When the database stops answering mid-batch, then a graceful stop still ends within SHUTDOWN_TIMEOUT_MS', async () => {
-  const proxy = new TcpProxy('127.0.0.1', Number(new URL(env.databaseUrl).port || 5432));
-  const viaProxy = new URL(env.databaseUrl);
-  viaProxy.port = String(await proxy.start());
-  const app = await startTestApp(env, { DATABASE_URL: viaProxy.toString(), SHUTDOWN_TIMEOUT_MS: '2000', REDIS_KEY_PREFIX: `${env.prefix}stuck:` });
+  const proxy = new TcpProxy(new URL(env.databaseUrl).hostname, Number(new URL(env.databaseUrl).port || 5432));
+  await proxy.start();
+  const app = await startTestApp(env, { DATABASE_URL: proxy.via(env.databaseUrl), SHUTDOWN_TIMEOUT_MS: '2000', REDIS_KEY_PREFIX: `${env.prefix}stuck:` });
   try {
     const admin = { userId: 'admin', isAdmin: true, isMerchant: false };
     const p = await app.promotions.create(admin, { name: 'stuck', totalStock: 5, endsAt: new Date(Date.now() + 3600_000) });

@@ -1,11 +1,14 @@
 --[[
   confirm: after the batch's coupons are committed in PostgreSQL, mark each request ISSUED,
-  publish its confirmation, then XACK and XDEL its stream entry, in that order, atomically.
+  publish its confirmation, count it in the promotion's issued counter, then XACK and XDEL its stream entry,
+  in that order, atomically.
   Repeating it is harmless: a request already final (ISSUED, or FAILED by another consumer) is neither
-  rewritten nor published again; its entry is still acknowledged.
+  rewritten, published nor counted again; its entry is still acknowledged. A missing issued counter is left
+  missing (not started from 0): readers then count PostgreSQL's rows, until setup-promotion sets it.
 
   KEYS[1]         the promotion's stream
-  KEYS[2..n+1]    the status hash of each request, in the order of the entries in ARGV
+  KEYS[2]         the promotion's issued counter
+  KEYS[3..n+2]    the status hash of each request, in the order of the entries in ARGV
 
   ARGV[1] consumer group
   ARGV[2] status TTL, ms
@@ -20,12 +23,13 @@
 
 local group, ttl = ARGV[1], ARGV[2]
 local ids = {}
+local issued = 0
 local n = (#ARGV - 2) / 3
 local copied = { STATUS.userId, STATUS.requestedAt, STATUS.couponId, STATUS.code, STATUS.issuedAt }
 
 for i = 0, n - 1 do
   local a = 3 + i * 3
-  local statusKey = KEYS[2 + i]
+  local statusKey = KEYS[3 + i]
   local state = redis.call('HGET', statusKey, STATUS.status)
   if state ~= 'ISSUED' and state ~= 'FAILED' then
     local message = cjson.decode(ARGV[a + 2])
@@ -40,10 +44,14 @@ for i = 0, n - 1 do
     redis.call('HSET', statusKey, unpack(fields))
     redis.call('PEXPIRE', statusKey, ttl)
     redis.call('SPUBLISH', ARGV[a + 1], ARGV[a + 2])
+    issued = issued + 1
   end
   ids[#ids + 1] = ARGV[a]
 end
 
+if issued > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('INCRBY', KEYS[2], issued)
+end
 if #ids == 0 then
   return 0
 end
