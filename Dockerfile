@@ -31,10 +31,11 @@ RUN npm run build \
 
 # The test suite, against the Redis and PostgreSQL that TEST_REDIS_URL and TEST_DATABASE_URL name (the compose
 # `test` service sets them). Debian's chromium for the browser tests; redis-server for the tests that start
-# their own Redis nodes on loopback. Runs as root, like a fresh CI machine.
+# their own Redis nodes on loopback; curl for the README's quick tour, which a test runs as pasted. Runs as root,
+# like a fresh CI machine.
 FROM deps AS test
 RUN apt-get update \
- && apt-get install -y --no-install-recommends chromium fonts-liberation redis-server \
+ && apt-get install -y --no-install-recommends chromium fonts-liberation redis-server curl \
  && rm -rf /var/lib/apt/lists/*
 COPY . .
 ENV CI=true

@@ -52,7 +52,10 @@ function withBuildLock(build) {
 
 function builderAlive(lock) {
   try {
-    process.kill(Number(readFileSync(lock, 'utf8')), 0);
+    const pid = Number(readFileSync(lock, 'utf8'));
+    // Our own pid is a dead builder's come back (a restarted container numbers its processes alike): not a holder.
+    if (pid === process.pid) return false;
+    process.kill(pid, 0);
     return true;
   } catch (error) {
     return error.code === 'EPERM'; // alive, another user's; a missing file or process (ENOENT, ESRCH) is not

@@ -81,6 +81,17 @@ export function contentSecurityPolicy(host: string | undefined): string {
   ].join('; ');
 }
 
+/** Whether Accept-Encoding takes gzip: named (or, if not named, `*`) with a weight above 0; `gzip;q=0` refuses it (RFC 9110). */
+function acceptsGzip(header: string | undefined): boolean {
+  const weights = new Map<string, number>();
+  for (const entry of (header ?? '').split(',')) {
+    const [coding = '', ...params] = entry.split(';').map((part) => part.trim().toLowerCase());
+    const q = params.find((p) => p.startsWith('q='));
+    weights.set(coding === 'x-gzip' ? 'gzip' : coding, q === undefined ? 1 : Number(q.slice(2)));
+  }
+  return (weights.get('gzip') ?? weights.get('*') ?? 0) > 0;
+}
+
 /** Answers /dashboard and its assets; false when the path is not one of them. Files are read once per process. */
 export function serveDashboard(req: IncomingMessage, res: ServerResponse, path: string): boolean {
   if (path !== '/dashboard' && !path.startsWith('/dashboard/')) return false;
@@ -110,7 +121,7 @@ export function serveDashboard(req: IncomingMessage, res: ServerResponse, path: 
     res.end();
     return true;
   }
-  const gzip = (req.headers['accept-encoding'] ?? '').includes('gzip');
+  const gzip = acceptsGzip(req.headers['accept-encoding']);
   const body = gzip ? found.gzipped : found.body;
   if (gzip) headers['content-encoding'] = 'gzip';
   headers['content-length'] = String(body.length);

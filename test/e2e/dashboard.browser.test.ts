@@ -1,4 +1,5 @@
 import { statSync } from 'node:fs';
+import { get, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
@@ -81,6 +82,17 @@ async function openDashboard(): Promise<Page> {
   return page;
 }
 
+/** A GET as sent, without fetch's own Accept-Encoding and decoding: the body as the bytes arrived. */
+function httpGet(url: string, headers: Record<string, string>): Promise<{ headers: IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    get(url, { headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+    }).on('error', reject);
+  });
+}
+
 const card = (page: Page, promotionId: string) => page.locator(`section.card[data-promotion-id="${promotionId}"]`);
 
 /** Polls the page until `read` gives a value `accept` takes; fails with the last value read. */
@@ -124,6 +136,14 @@ test('When /dashboard is fetched, then it and its assets come from the app, unde
   expect(links.some((l) => /^\/dashboard\/graphql-ws\.[\w-]{10}\.js$/.test(l))).toBe(true);
   expect((await fetch(`${app.url}/dashboard/graphql-ws.js`)).status).toBe(404); // only the hashed names are served
   expect((await fetch(`${app.url}/dashboard`, { method: 'POST' })).status).toBe(405);
+  // gzip only where the client takes it: q=0 refuses it (RFC 9110), and the page then comes as it is.
+  for (const acceptEncoding of ['gzip;q=0', 'identity', 'br, gzip;q=0.0', '*, gzip;q=0']) {
+    const plain = await httpGet(`${app.url}/dashboard`, { 'accept-encoding': acceptEncoding });
+    expect([acceptEncoding, plain.headers['content-encoding']]).toEqual([acceptEncoding, undefined]);
+    expect(plain.body).toBe(html);
+  }
+  const zipped = await httpGet(`${app.url}/dashboard`, { 'accept-encoding': 'br;q=1, gzip;q=0.5' });
+  expect(zipped.headers['content-encoding']).toBe('gzip');
 
   const consumer = await startTestApp(env, { ROLE: 'consumer' });
   try {

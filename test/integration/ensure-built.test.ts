@@ -76,3 +76,20 @@ test('When a build was interrupted and left its lock behind, then the next comma
   expect(await ensureBuilt()).toEqual({ code: 0, stdout: '' });
   expect(readFileSync(join(project, 'builds.log'), 'utf8')).toBe('start\nend\n');
 });
+
+test('When the left-behind lock holds the pid this command now runs under (a restarted container), then it is taken over, not waited on', async () => {
+  mkdirSync(join(project, 'dist'));
+  // Containers number their processes the same way at every start: the interrupted builder's pid comes back as ours.
+  const script = `require('node:fs').writeFileSync('dist/.build-lock', String(process.pid)); require('./scripts/ensure-built.js');`;
+  const result = await new Promise<number | null>((resolve) => {
+    const child = spawn(process.execPath, ['-e', script], { cwd: project, stdio: 'ignore' });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+  });
+  expect(result).toBe(0);
+  expect(readFileSync(join(project, 'builds.log'), 'utf8')).toBe('start\nend\n');
+  expect(existsSync(join(project, 'dist', '.build-lock'))).toBe(false);
+});

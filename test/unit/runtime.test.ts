@@ -95,6 +95,36 @@ describe('Runtime dependencies', () => {
   });
 });
 
+describe('The test stage of the Dockerfile', () => {
+  /** Programs the suite starts that the node:*-slim image lacks, and the Debian package that brings each. */
+  const PACKAGE_OF: Record<string, string> = { chromium: 'chromium', 'redis-server': 'redis-server', 'redis-cli': 'redis-server', curl: 'curl' };
+  const IN_THE_IMAGE = new Set(['bash', 'sh', 'node', 'npm']);
+
+  function testSources(dir: string): string[] {
+    return readdirSync(dir).flatMap((entry) => {
+      const path = join(dir, entry);
+      if (statSync(path).isDirectory()) return testSources(path);
+      return path.endsWith('.ts') ? [readFileSync(path, 'utf8')] : [];
+    });
+  }
+
+  it('When `docker compose run --rm test` runs the suite, then every program the tests start is installed there', () => {
+    const stage = /^FROM \S+ AS test\n([\s\S]*?)(?=^FROM )/m.exec(dockerfile)?.[1] ?? '';
+    const installed = (/apt-get install ([^&]*)/.exec(stage)?.[1] ?? '').split(/\s+/).filter((word) => word && !word.startsWith('-'));
+    const needed = new Set(['chromium']); // the browser tests
+    for (const source of testSources(join(ROOT, 'test'))) for (const m of source.matchAll(/\bspawn(?:Sync)?\('([\w-]+)'/g)) needed.add(m[1] as string);
+    // The quick tour test pastes the README's steps into bash as they are: their requests are curl commands.
+    const readme = read('README.md');
+    const tour = readme.slice(readme.indexOf('\n## Quick tour\n'), readme.indexOf('\n## ', readme.indexOf('\n## Quick tour\n') + 1));
+    if (/^curl |\$\(curl /m.test(tour)) needed.add('curl');
+
+    expect(installed).toContain('chromium');
+    expect([...needed]).toEqual(expect.arrayContaining(['bash', 'redis-server', 'curl']));
+    const missing = [...needed].filter((program) => !IN_THE_IMAGE.has(program) && !installed.includes(PACKAGE_OF[program] ?? program));
+    expect(missing).toEqual([]);
+  });
+});
+
 describe('npm test setup (scripts/test-setup.js)', () => {
   let dir: string;
   beforeEach(() => {
