@@ -40,13 +40,40 @@ function withBuildLock(build) {
     } catch (error) {
       if (error.code !== 'EEXIST') throw error;
     }
-    if (!builderAlive(lock)) rmSync(lock, { force: true });
-    else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200); // a synchronous sleep
+    if (builderAlive(lock) || !removeStaleLock(lock)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200); // a synchronous sleep
   }
   try {
     build();
   } finally {
     rmSync(lock, { force: true });
+  }
+}
+
+/**
+ * Removes a dead builder's lock, one command at a time: two that both read the dead pid could otherwise each
+ * remove it, the second removing the lock the first has just taken, and both would build. Only the command
+ * holding the takeover marker removes, after reading the lock again. A marker lives for microseconds; one older
+ * than 10 s was left by a command killed in the middle of a takeover and is cleared.
+ */
+function removeStaleLock(lock) {
+  const marker = `${lock}.takeover`;
+  try {
+    writeFileSync(marker, String(process.pid), { flag: 'wx' });
+  } catch (error) {
+    if (error.code !== 'EEXIST') throw error;
+    try {
+      if (Date.now() - statSync(marker).mtimeMs > 10_000) rmSync(marker, { force: true });
+    } catch {
+      // gone meanwhile: its holder finished
+    }
+    return false;
+  }
+  try {
+    if (builderAlive(lock)) return false;
+    rmSync(lock, { force: true });
+    return true;
+  } finally {
+    rmSync(marker, { force: true });
   }
 }
 

@@ -93,3 +93,16 @@ test('When the left-behind lock holds the pid this command now runs under (a res
   expect(readFileSync(join(project, 'builds.log'), 'utf8')).toBe('start\nend\n');
   expect(existsSync(join(project, 'dist', '.build-lock'))).toBe(false);
 });
+
+test('When many commands start together on a left-behind lock, then exactly one of them builds', async () => {
+  mkdirSync(join(project, 'dist'));
+  const gone = spawn(process.execPath, ['-e', '']);
+  await new Promise((resolve) => gone.once('exit', resolve));
+  writeFileSync(join(project, 'dist', '.build-lock'), String(gone.pid));
+  // Each finds the stale lock at about the same moment: only one may remove it, or one removes the lock the
+  // other has just taken and both build into dist/.
+  const results = await Promise.all(Array.from({ length: 8 }, () => ensureBuilt()));
+  expect(results.map((r) => r.code)).toEqual(Array(8).fill(0));
+  expect(readFileSync(join(project, 'builds.log'), 'utf8')).toBe('start\nend\n');
+  expect(existsSync(join(project, 'dist', '.build-lock'))).toBe(false);
+});
