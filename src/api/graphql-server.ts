@@ -226,7 +226,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
         const run = (event: unknown) => execute({ ...args, rootValue: event });
         // A source that keeps only its latest value (promotionStock) coalesces for a slow client: read lazily.
         if (isLatestOnly(result)) {
-          return latestOnly(result as AsyncIterable<unknown>, (event) => sharedResults.get(event, args.document, args.variableValues, () => run(event)));
+          return latestOnly(result as AsyncIterable<unknown>, (event) => sharedResults.get(event, args.document, args.operationName, args.variableValues, () => run(event)));
         }
         return boundedBacklog(
           result as AsyncIterable<unknown>,

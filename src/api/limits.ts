@@ -276,19 +276,20 @@ class BoundedBacklog<S, T> implements AsyncIterableIterator<T, void, undefined> 
 
 /**
  * Results of values shared by many subscribers (promotionStock hands every watcher of a promotion the same
- * value object): executed once per value, document and variables, not once per subscriber. Only for sources
- * whose results depend on nothing else (not on the caller): latest-only ones.
+ * value object): executed once per value, document, operation and variables, not once per subscriber. Only for
+ * sources whose results depend on nothing else (not on the caller): latest-only ones. The operation is part of
+ * the key: one document may hold several, each selecting other fields.
  */
 export class SharedResults {
   private readonly byValue = new WeakMap<object, WeakMap<object, Map<string, unknown>>>();
 
-  get<T>(value: unknown, document: object, variables: unknown, run: () => T): T {
+  get<T>(value: unknown, document: object, operationName: string | null | undefined, variables: unknown, run: () => T): T {
     if (typeof value !== 'object' || value === null) return run();
     let byDocument = this.byValue.get(value);
     if (!byDocument) this.byValue.set(value, (byDocument = new WeakMap()));
     let byVariables = byDocument.get(document);
     if (!byVariables) byDocument.set(document, (byVariables = new Map()));
-    const key = JSON.stringify(variables ?? null);
+    const key = JSON.stringify([operationName ?? null, variables ?? null]);
     if (!byVariables.has(key)) byVariables.set(key, run());
     return byVariables.get(key) as T;
   }

@@ -48,6 +48,8 @@ async function fanOut(watchers: StockWatcher[]): Promise<void> {
   }
 }
 const DONE: IteratorResult<never, undefined> = { value: undefined, done: true };
+/** A value due this close to a tick after the last one goes at once (see StockWatcher.holdMs). */
+const HOLD_SLACK_MS = 2;
 
 /**
  * Live stock for every watcher of a sale, at a cost that does not grow with the watchers: one feed per
@@ -135,6 +137,10 @@ class StockFeed {
 
   get watcherCount(): number {
     return this.watchers.size;
+  }
+
+  get tickMs(): number {
+    return this.owner.tickMs;
   }
 
   async join(): Promise<AsyncIterableIterator<StockUpdate, undefined> & LatestOnly> {
@@ -241,20 +247,40 @@ class StockWatcher implements AsyncIterableIterator<StockUpdate, undefined>, Lat
   private seen = 0;
   private reader: ((result: IteratorResult<StockUpdate, undefined>) => void) | null = null;
   private done = false;
+  /** When it took its last value (performance.now()), and the timer holding back a value due a tick after. */
+  private takenAt = Number.NEGATIVE_INFINITY;
+  private due: NodeJS.Timeout | null = null;
 
   constructor(private readonly feed: StockFeed) {}
 
   next(): Promise<IteratorResult<StockUpdate, undefined>> {
     const feed = this.feed;
     if (this.done || feed.abandoned) return this.return();
-    // A value it has not seen goes at once: the first one, or one that changed while this watcher was busy (it
-    // took its previous value at a tick before that change, and changes are a tick apart: the rate holds).
-    if (this.seen < feed.version) return Promise.resolve(this.take());
-    if (feed.finished) return this.return();
+    // A value it has not seen goes at once (the first one, or one that changed while this watcher was busy),
+    // unless it took its previous one less than a tick ago: a busy watcher may take a value just before a tick.
+    if (this.seen < feed.version && this.holdMs() === 0) return Promise.resolve(this.take());
+    if (this.seen >= feed.version && feed.finished) return this.return();
     return new Promise((resolve) => {
       this.reader = resolve;
-      feed.wait(this);
+      if (this.seen < feed.version) this.holdBack();
+      else feed.wait(this);
     });
+  }
+
+  /** How long a newer value must still wait: 0 once a tick has passed since the last, or for the final one. */
+  private holdMs(): number {
+    if (this.feed.finished) return 0; // the final value does not count against the rate
+    const wait = Math.ceil(this.takenAt + this.feed.tickMs - performance.now());
+    // The feed's own timer may fire a millisecond or two early: not worth a timer per watcher at each tick.
+    return wait > HOLD_SLACK_MS ? wait : 0;
+  }
+
+  private holdBack(): void {
+    this.due = setTimeout(() => {
+      this.due = null;
+      this.offer();
+    }, this.holdMs());
+    this.due.unref();
   }
 
   /** The feed has a newer value, or has stopped. */
@@ -266,7 +292,12 @@ class StockWatcher implements AsyncIterableIterator<StockUpdate, undefined>, Lat
       this.done = true;
       reader(DONE);
     } else if (this.seen < this.feed.version) {
-      reader(this.take());
+      this.reader = reader;
+      if (this.holdMs() > 0) this.holdBack();
+      else {
+        this.reader = null;
+        reader(this.take());
+      }
     } else if (this.feed.finished) {
       this.done = true;
       reader(DONE);
@@ -278,6 +309,7 @@ class StockWatcher implements AsyncIterableIterator<StockUpdate, undefined>, Lat
 
   private take(): IteratorResult<StockUpdate, undefined> {
     this.seen = this.feed.version;
+    this.takenAt = performance.now();
     // The same object for every watcher of this version: the transport executes it once for all of them.
     return { value: this.feed.current as StockUpdate, done: false };
   }
@@ -285,6 +317,8 @@ class StockWatcher implements AsyncIterableIterator<StockUpdate, undefined>, Lat
   return(): Promise<IteratorResult<StockUpdate, undefined>> {
     if (!this.done) {
       this.done = true;
+      if (this.due) clearTimeout(this.due);
+      this.due = null;
       this.feed.leave(this);
       const reader = this.reader;
       this.reader = null;

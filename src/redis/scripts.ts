@@ -90,7 +90,7 @@ export class ConsumerScripts {
 
   /** confirm.lua: ISSUED, published, counted, acknowledged and deleted; returns the number acknowledged. */
   async confirm(
-    keys: { stream: string; issued: string },
+    keys: { stream: string; issued: string; meta: string },
     args: { group: string; statusTtlMs: number; entries: ConfirmedEntry[] },
   ): Promise<number> {
     const statusKeys: string[] = [];
@@ -99,7 +99,7 @@ export class ConsumerScripts {
       statusKeys.push(e.statusKey);
       argv.push(e.entryId, e.channel, e.message);
     }
-    return this.redis.couponConfirm(2 + statusKeys.length, keys.stream, keys.issued, ...statusKeys, ...argv);
+    return this.redis.couponConfirm(3 + statusKeys.length, keys.stream, keys.issued, keys.meta, ...statusKeys, ...argv);
   }
 
   /** fail.lua: FAILED, stock and the user's count given back, dead-lettered, published, acknowledged. */

@@ -238,8 +238,8 @@ export class RedisStreamQueue {
         sentAt,
       ),
     }));
-    const { stream, issued } = this.keys.promotion(promotionId);
-    await this.scripts.confirm({ stream, issued }, { group: CONSUMER_GROUP, statusTtlMs: this.statusTtlMs, entries });
+    const { stream, issued, meta } = this.keys.promotion(promotionId);
+    await this.scripts.confirm({ stream, issued, meta }, { group: CONSUMER_GROUP, statusTtlMs: this.statusTtlMs, entries });
   }
 
   /**

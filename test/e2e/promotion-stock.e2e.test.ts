@@ -169,6 +169,28 @@ test('When a promotion is already sold out or ended, then a watcher gets its sta
   expect(b.updates()).toEqual([expect.objectContaining({ promotionId: ended, remainingStock: 3, status: 'ENDED' })]);
 });
 
+test('When two watchers send one document of two operations and pick different ones, then each gets the fields of its own', async () => {
+  const promotionId = await createPromotion(4);
+  const query = `subscription Counter($promotionId: ID!) { promotionStock(promotionId: $promotionId) { remainingStock } }
+subscription Status($promotionId: ID!) { promotionStock(promotionId: $promotionId) { status } }`;
+  const client = anonymous();
+  const first = (operationName: string) =>
+    new Promise<unknown>((resolve, reject) => {
+      const stop = client.subscribe({ query, operationName, variables: { promotionId } }, {
+        next: (result) => {
+          resolve(result);
+          stop();
+        },
+        error: reject,
+        complete: () => undefined,
+      });
+    });
+  // Subscribed together: both take the feed's same first value.
+  const [counter, status] = await Promise.all([first('Counter'), first('Status')]);
+  expect(counter).toEqual({ data: { promotionStock: { remainingStock: 4 } } });
+  expect(status).toEqual({ data: { promotionStock: { status: 'ACTIVE' } } });
+});
+
 test('When the promotion is unknown or its id malformed, then the subscription fails with NOT_FOUND', async () => {
   for (const promotionId of ['00000000-0000-4000-8000-000000000000', 'not-a-promotion-id']) {
     const w = watch(anonymous(), promotionId);

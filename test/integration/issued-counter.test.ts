@@ -128,6 +128,21 @@ describe('the issued counter and the confirm script', () => {
     expect(await redis.get(k.issued)).toBe('7');
   });
 
+  test('When a batch Redis lost is confirmed after the counter was settled, then the counter is flagged and the next settle brings it back to PostgreSQL\'s count', async () => {
+    // Rebuilt after a loss: PostgreSQL holds 1 coupon, committed by a consumer from a batch read before the loss.
+    const p = promotionRecord({ totalStock: 5 });
+    await repository.create(p);
+    await store.setupPromotion(p, 1, undefined, 1, true);
+    expect(await store.settleIssuedCount(p.id, 1, 1)).toBe('settled');
+    // That consumer now confirms its batch: the request's status hash went with the loss.
+    const lost: QueuedRequest = { entryId: '1-1', requestId: newRequestId(p.id), promotionId: p.id, userId: 'lost', requestedAt: new Date(), position: 1 };
+    await queue.confirm(p.id, [{ request: lost, coupon: couponOf(lost) }]);
+    const state = (await store.liveStates([p.id])).get(p.id);
+    expect(state?.recountIssued).toBe(true);
+    expect(await store.settleIssuedCount(p.id, state?.issuedCount ?? null, 1)).toBe('settled');
+    expect(await counter(p.id)).toBe('1');
+  });
+
   test('When the counter is missing, then a confirm does not start it from 0 (readers count the rows until it is set)', async () => {
     await redis.del(keys.promotion(promotion.id).issued);
     const request = await reserve('erin');

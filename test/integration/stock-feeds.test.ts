@@ -104,3 +104,41 @@ test('When the last units go while a watcher is behind, then it still gets the f
   expect(final.value).toMatchObject({ remainingStock: 0, status: 'SOLD_OUT' } satisfies Partial<StockUpdate>);
   expect((await watcher.next()).done).toBe(true);
 });
+
+test('When a watcher takes a value late, just before the next tick, then the value after it still comes a tick later, not at that tick', async () => {
+  const promotionId = await openPromotion(20);
+  // A feed of its own, whose next read this test can act on just before it reads Redis.
+  let beforeRead: (() => Promise<void>) | null = null;
+  const own = new StockFeeds(
+    async (id) => {
+      const act = beforeRead;
+      beforeRead = null;
+      await act?.();
+      return (await store.liveStates([id])).get(id);
+    },
+    { now: () => new Date() },
+    TICK_MS,
+  );
+  try {
+    const watcher = await own.watch(promotionId);
+    expect((await watcher.next()).value).toMatchObject({ remainingStock: 20 });
+    await reserve(promotionId, 'late-1');
+    await sleep(TICK_MS * 3); // the feed has read 19; the watcher, busy, has not taken it
+    // At the start of the next read the watcher takes 19, then the stock changes, and that read finds 18.
+    const late = await new Promise<{ value: unknown; at: number }>((resolve) => {
+      beforeRead = async () => {
+        const taken = await watcher.next();
+        resolve({ value: taken.value, at: performance.now() });
+        await reserve(promotionId, 'late-2');
+      };
+    });
+    expect(late.value).toMatchObject({ remainingStock: 19 });
+    const after = await watcher.next();
+    const gap = performance.now() - late.at;
+    expect(after.value).toMatchObject({ remainingStock: 18 });
+    expect(gap).toBeGreaterThanOrEqual(TICK_MS - 5); // a tick, less the few ms of slack timers are given
+    await watcher.return?.();
+  } finally {
+    own.close();
+  }
+});
