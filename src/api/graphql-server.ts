@@ -26,6 +26,7 @@ import {
   parseDocument,
   parseOptions,
   tooManySubscriptions,
+  subscriptionsOverWebSocketOnly,
   validationRules,
   variableErrors,
 } from './limits';
@@ -267,6 +268,7 @@ export async function createGraphQLServer(options: GraphQLServerOptions): Promis
     schema: options.schema,
     introspection: limits.introspection,
     parseOptions: parseOptions(limits),
+    validationRules: [subscriptionsOverWebSocketOnly],
     stopOnTerminationSignals: false, // main.ts owns shutdown: WebSockets, HTTP, consumer, connections, in order
     includeStacktraceInErrorResponses: options.development,
     formatError,

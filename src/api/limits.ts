@@ -45,6 +45,20 @@ export function parseDocument(source: unknown, limits: EdgeLimits): DocumentNode
 
 const parseFailed = (message: string) => new GraphQLError(message, { extensions: { code: 'GRAPHQL_PARSE_FAILED' } });
 
+/**
+ * Over HTTP a subscription would be executed once, its field resolved without the event it waits for: refused at
+ * validation instead (GRAPHQL_VALIDATION_FAILED, 400), as the GraphQL-over-HTTP spec leaves subscriptions out of
+ * POST. For Apollo's HTTP path only; the WebSocket validates with validationRules() and runs them.
+ */
+export const subscriptionsOverWebSocketOnly: ValidationRule = (context) => ({
+  OperationDefinition(node) {
+    if (node.operation !== 'subscription') return;
+    context.reportError(
+      new GraphQLError('Subscriptions are served over the WebSocket at /graphql (protocol graphql-transport-ws), not over HTTP', { nodes: [node] }),
+    );
+  },
+});
+
 /** With INTROSPECTION=false, __schema and __type fail validation, as Apollo's `introspection: false` does. */
 export function validationRules(limits: EdgeLimits): readonly ValidationRule[] {
   return limits.introspection ? specifiedRules : [...specifiedRules, NoSchemaIntrospectionCustomRule];

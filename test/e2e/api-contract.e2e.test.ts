@@ -365,6 +365,19 @@ describe('malformed HTTP requests', () => {
     expect(codeOf(noOperation.body)).toBe('GRAPHQL_VALIDATION_FAILED');
   });
 
+  test('When a subscription is sent over HTTP, then 400 GRAPHQL_VALIDATION_FAILED pointing at the WebSocket, not an internal error', async () => {
+    // Executed once over HTTP, a subscription field would run without its event: refused before it runs.
+    const [stock, issued] = await Promise.all([
+      post(JSON.stringify({ query: 'subscription { promotionStock(promotionId: "p") { remainingStock } }' })),
+      post(JSON.stringify({ query: 'subscription { couponIssued { status } }' })),
+    ]);
+    for (const answer of [stock, issued]) {
+      expect(answer.status).toBe(400);
+      expect(codeOf(answer.body)).toBe('GRAPHQL_VALIDATION_FAILED');
+      expect((answer.body.errors[0] as { message?: string }).message).toMatch(/WebSocket/);
+    }
+  });
+
   test('When the body is over MAX_BODY_BYTES, then 413 and BAD_USER_INPUT naming the body', async () => {
     const response = await post(JSON.stringify({ query: `{ promotions { id } } # ${'x'.repeat(1024 * 1024)}` }));
 
