@@ -276,6 +276,7 @@ class StockWatcher implements AsyncIterableIterator<StockUpdate, undefined>, Lat
   }
 
   private holdBack(): void {
+    if (this.due) return; // already held until its tick
     this.due = setTimeout(() => {
       this.due = null;
       this.offer();
@@ -287,23 +288,19 @@ class StockWatcher implements AsyncIterableIterator<StockUpdate, undefined>, Lat
   offer(): void {
     const reader = this.reader;
     if (!reader) return;
-    this.reader = null;
-    if (this.feed.abandoned) {
+    const feed = this.feed;
+    const unseen = this.seen < feed.version;
+    if (feed.abandoned || (!unseen && feed.finished)) {
+      this.reader = null;
       this.done = true;
       reader(DONE);
-    } else if (this.seen < this.feed.version) {
-      this.reader = reader;
-      if (this.holdMs() > 0) this.holdBack();
-      else {
-        this.reader = null;
-        reader(this.take());
-      }
-    } else if (this.feed.finished) {
-      this.done = true;
-      reader(DONE);
+    } else if (!unseen) {
+      feed.wait(this); // nothing new for this one yet: it waits for the next change
+    } else if (this.holdMs() > 0) {
+      this.holdBack();
     } else {
-      this.reader = reader; // nothing new for this one yet: it waits for the next change
-      this.feed.wait(this);
+      this.reader = null;
+      reader(this.take());
     }
   }
 
