@@ -14,7 +14,10 @@ const entryTimeMs = (entryId: string): number => Number(entryId.slice(0, entryId
  */
 export async function readQueueDepth(redis: ScriptedRedis, keys: RedisKeys, nowMs = Date.now()): Promise<QueueDepth> {
   const ids = (await redis.smembers(keys.activePromotions())).sort();
-  const depth: QueueDepth = { entries: 0, pending: 0, deadLetter: 0, lagSeconds: 0, promotions: [], promotionsLeftOut: 0 };
+  const promotions: PromotionQueueStats[] = [];
+  const depth: QueueDepth = { entries: 0, pending: 0, deadLetter: 0, lagSeconds: 0, promotions, promotionsLeftOut: 0 };
+  let lagSeconds = 0;
+  let leftOut = 0;
   if (ids.length === 0) return depth;
   // A pipeline per promotion (its keys share a slot), all sent together: promotions may lie in other cluster slots.
   const perPromotion = await Promise.all(
@@ -39,22 +42,22 @@ export async function readQueueDepth(redis: ScriptedRedis, keys: RedisKeys, nowM
     depth.pending += Array.isArray(pending) ? Number(pending[0] ?? 0) : 0;
     depth.deadLetter += Number(dead ?? 0);
     const first = Array.isArray(oldest) ? (oldest[0] as [string, string[]] | undefined) : undefined;
-    const lagSeconds = first ? Math.max(0, nowMs - entryTimeMs(first[0])) / 1000 : 0;
-    depth.lagSeconds = Math.max(depth.lagSeconds ?? 0, lagSeconds);
+    const lag = first ? Math.max(0, nowMs - entryTimeMs(first[0])) / 1000 : 0;
+    lagSeconds = Math.max(lagSeconds, lag);
     const [startsAt, endsAt, endedAt] = Array.isArray(window) ? (window as (string | null)[]) : [];
     const selling = startsAt != null && endsAt != null && endedAt == null && Number(startsAt) <= nowMs && nowMs < Number(endsAt);
     if (!selling) return;
-    if ((depth.promotions?.length ?? 0) >= MAX_PROMOTION_SERIES) {
-      depth.promotionsLeftOut = (depth.promotionsLeftOut ?? 0) + 1;
+    if (promotions.length >= MAX_PROMOTION_SERIES) {
+      leftOut++;
       return;
     }
-    depth.promotions?.push({
+    promotions.push({
       promotionId,
       remainingStock: Math.max(0, Number(stock ?? 0)),
       backlog,
       issued: issued == null ? Number.NaN : Number(issued),
-      lagSeconds,
+      lagSeconds: lag,
     });
   });
-  return depth;
+  return { ...depth, lagSeconds, promotionsLeftOut: leftOut };
 }
