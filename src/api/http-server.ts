@@ -9,6 +9,7 @@ import type { GraphQLContext } from './context';
 import type { FastPath, GraphQLAnswer } from './fast-path';
 import type { AccessLog, HttpExchange } from '../ops/access-log';
 import { graphiqlPage } from './graphiql';
+import { acceptsGzip, sendJson, varyOnEncoding } from './http-responses';
 import { serveDashboard } from '../web/dashboard';
 import { refuseWhole, type RateLimits } from './rate-limits';
 
@@ -42,13 +43,6 @@ export interface HttpDeps {
 export interface MetricsText {
   contentType: string;
   text: () => Promise<string>;
-}
-
-const JSON_TYPE = 'application/json; charset=utf-8';
-
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { 'content-type': JSON_TYPE, ...headers });
-  res.end(JSON.stringify(body));
 }
 
 /**
@@ -159,10 +153,11 @@ export function createRequestHandler(deps: HttpDeps): RequestListener {
     if (wantsHtml(req) && !new URLSearchParams(search).has('query')) {
       if (!deps.limits.playground) return sendJson(res, 404, { error: 'not found' });
       const page = graphiqlPage();
-      const gzip = (req.headers['accept-encoding'] ?? '').includes('gzip');
+      const gzip = acceptsGzip(req.headers['accept-encoding']);
       res.writeHead(200, {
         'content-type': 'text/html; charset=utf-8',
         'cache-control': 'no-cache',
+        vary: varyOnEncoding(res),
         ...(gzip ? { 'content-encoding': 'gzip' } : {}),
       });
       res.end(gzip ? page.gzipped : page.html);

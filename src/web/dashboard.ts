@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { acceptsGzip, sendJson, varyOnEncoding } from '../api/http-responses';
 
 /**
  * GET /dashboard: a live page of the sales, served from the app with everything it runs (no CDN, no outside
@@ -81,37 +82,24 @@ export function contentSecurityPolicy(host: string | undefined): string {
   ].join('; ');
 }
 
-/** Whether Accept-Encoding takes gzip: named (or, if not named, `*`) with a weight above 0; `gzip;q=0` refuses it (RFC 9110). */
-function acceptsGzip(header: string | undefined): boolean {
-  const weights = new Map<string, number>();
-  for (const entry of (header ?? '').split(',')) {
-    const [coding = '', ...params] = entry.split(';').map((part) => part.trim().toLowerCase());
-    const q = params.find((p) => p.startsWith('q='));
-    weights.set(coding === 'x-gzip' ? 'gzip' : coding, q === undefined ? 1 : Number(q.slice(2)));
-  }
-  return (weights.get('gzip') ?? weights.get('*') ?? 0) > 0;
-}
-
 /** Answers /dashboard and its assets; false when the path is not one of them. Files are read once per process. */
 export function serveDashboard(req: IncomingMessage, res: ServerResponse, path: string): boolean {
   if (path !== '/dashboard' && !path.startsWith('/dashboard/')) return false;
   dashboard ??= load();
   const found = path === '/dashboard' ? dashboard.page : dashboard.assets.get(path);
   if (!found) {
-    res.writeHead(404, { 'content-type': 'application/json; charset=utf-8' });
-    res.end(JSON.stringify({ error: 'not found' }));
+    sendJson(res, 404, { error: 'not found' });
     return true;
   }
   if (req.method !== 'GET' && req.method !== 'HEAD') {
-    res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'application/json; charset=utf-8' });
-    res.end(JSON.stringify({ error: 'method not allowed' }));
+    sendJson(res, 405, { error: 'method not allowed' }, { allow: 'GET, HEAD' });
     return true;
   }
   const headers: Record<string, string> = {
     'content-type': found.type,
     'cache-control': found.cacheControl,
     etag: found.etag,
-    vary: [res.getHeader('vary'), 'accept-encoding'].filter(Boolean).join(', '),
+    vary: varyOnEncoding(res),
     'x-content-type-options': 'nosniff',
     'referrer-policy': 'no-referrer',
   };

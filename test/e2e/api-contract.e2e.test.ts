@@ -13,6 +13,7 @@ import {
 } from '../generated/graphql';
 import { startTestApp } from '../helpers/app';
 import { httpGraphQL, record, tokenFor, wsClient } from '../helpers/clients';
+import { httpGet } from '../helpers/raw-http';
 import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
 
 /** The contract of API.md over real HTTP and WebSocket: operations, replay, auth and error codes. */
@@ -321,6 +322,15 @@ describe('operations endpoints', () => {
     expect(page.headers.get('content-type')).toContain('text/html');
     expect(html).toContain('renderYogaGraphiQL');
     expect(html).not.toMatch(/<(script|link)[^>]+(src|href)="https?:/);
+  });
+
+  test('When a client refuses gzip (q=0), then the playground page comes uncompressed; one that takes it gets gzip', async () => {
+    const plain = await httpGet(`${app.url}/graphql`, { accept: 'text/html', 'accept-encoding': 'gzip;q=0' });
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    expect(plain.body).toContain('renderYogaGraphiQL');
+    const zipped = await httpGet(`${app.url}/graphql`, { accept: 'text/html', 'accept-encoding': 'gzip' });
+    expect(zipped.headers['content-encoding']).toBe('gzip');
+    expect(zipped.headers.vary).toMatch(/accept-encoding/i);
   });
 });
 

@@ -1,5 +1,4 @@
 import { statSync } from 'node:fs';
-import { get, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
@@ -11,6 +10,7 @@ import { startTestApp } from '../helpers/app';
 import { launchChromium } from '../helpers/browser';
 import { httpGraphQL, tokenFor } from '../helpers/clients';
 import { createTestEnvironment, eventually, type TestEnvironment } from '../helpers/environment';
+import { httpGet } from '../helpers/raw-http';
 
 /** The sale dashboard as an operator uses it: a real headless Chromium, with every request off the test server refused. */
 
@@ -80,17 +80,6 @@ async function openDashboard(): Promise<Page> {
   page.on('pageerror', (error) => pageProblems.push(error.message));
   await page.goto(`${app.url}/dashboard`);
   return page;
-}
-
-/** A GET as sent, without fetch's own Accept-Encoding and decoding: the body as the bytes arrived. */
-function httpGet(url: string, headers: Record<string, string>): Promise<{ headers: IncomingHttpHeaders; body: string }> {
-  return new Promise((resolve, reject) => {
-    get(url, { headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-    }).on('error', reject);
-  });
 }
 
 const card = (page: Page, promotionId: string) => page.locator(`section.card[data-promotion-id="${promotionId}"]`);

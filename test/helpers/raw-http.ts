@@ -1,3 +1,4 @@
+import { get, type IncomingHttpHeaders } from 'node:http';
 import WebSocket from 'ws';
 
 /** A response as a client sees it, headers included (Retry-After, CORS), for requests refused early. */
@@ -43,5 +44,16 @@ export function closeCodeAfterInit(baseUrl: string, token: string): Promise<{ co
     socket.once('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${token}` } })));
     socket.once('close', (code, reason) => resolve({ code, reason: reason.toString() }));
     socket.once('error', reject);
+  });
+}
+
+/** A GET as sent, without fetch's own Accept-Encoding and decoding: the body as the bytes arrived. */
+export function httpGet(url: string, headers: Record<string, string>): Promise<{ headers: IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    get(url, { headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+    }).on('error', reject);
   });
 }
